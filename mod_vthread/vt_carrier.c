@@ -1,0 +1,378 @@
+/* Carrier threads: the scheduler loop. See vt_carrier.h. */
+#include "vt_carrier.h"
+#include "vt_guard.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fibers run back to back at most this many times before the carrier
+ * polls its reactor, expires timers and reads its inbox again: bounds the
+ * delay a busy run queue adds to I/O, while keeping syscalls off the path
+ * of fibers that only yield to each other. */
+#define VT_RUNS_PER_POLL 64
+
+static _Thread_local vt_carrier_t *tls_carrier;
+
+vt_carrier_t *vt_carrier_self(void)
+{
+    return tls_carrier;
+}
+
+vt_fiber_t *vt_fiber_current(void)
+{
+    vt_carrier_t *c = tls_carrier;
+    return c ? c->current : NULL;
+}
+
+void vt_log(const vt_runtime_t *rt, int level, int msg_id,
+            const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (rt && rt->cfg.log) {
+        rt->cfg.log(rt->cfg.log_baton, level, msg_id, msg);
+    }
+    else {
+        fprintf(stderr, "mod_vthread: %s\n", msg);
+    }
+}
+
+apr_status_t vt_carrier_init(vt_carrier_t *c, vt_runtime_t *rt, int index)
+{
+    apr_status_t rv;
+    memset(c, 0, sizeof(*c));
+    c->rt = rt;
+    c->index = index;
+    rv = vt_reactor_init(&c->reactor);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    vt_timer_heap_init(&c->timers);
+    vt_stack_cache_init(&c->stacks, rt->cfg.stack_size,
+                        rt->cfg.stack_cache_hot);
+    pthread_mutex_init(&c->inbox_lock, NULL);
+    return APR_SUCCESS;
+}
+
+void vt_carrier_destroy(vt_carrier_t *c)
+{
+    vt_stack_cache_destroy(&c->stacks);
+    vt_timer_heap_destroy(&c->timers);
+    vt_reactor_destroy(&c->reactor);
+    pthread_mutex_destroy(&c->inbox_lock);
+}
+
+static void runq_push(vt_carrier_t *c, vt_fiber_t *f)
+{
+    f->state = VT_FIBER_READY;
+    f->next = NULL;
+    if (c->runq_tail) {
+        c->runq_tail->next = f;
+    }
+    else {
+        c->runq_head = f;
+    }
+    c->runq_tail = f;
+}
+
+static vt_fiber_t *runq_pop(vt_carrier_t *c)
+{
+    vt_fiber_t *f = c->runq_head;
+    if (f) {
+        c->runq_head = f->next;
+        if (!c->runq_head) {
+            c->runq_tail = NULL;
+        }
+        f->next = NULL;
+    }
+    return f;
+}
+
+void vt_carrier_yield(vt_fiber_t *f)
+{
+    runq_push(f->carrier, f);
+    vt_fiber_switch_out(f);
+}
+
+void vt_carrier_notify(vt_carrier_t *c)
+{
+    vt_reactor_wakeup(&c->reactor);
+}
+
+int vt_carrier_schedule(vt_fiber_t *f)
+{
+    vt_carrier_t *c = f->carrier;
+    if (tls_carrier == c && f->state != VT_FIBER_NEW) {
+        /* Woken by its own carrier (timer, reactor, a sibling fiber):
+         * it is parked, since only one fiber runs here at a time. */
+        VT_COUNT_ADD(c->runnable, 1);
+        runq_push(c, f);
+        return 1;
+    }
+    pthread_mutex_lock(&c->inbox_lock);
+    if (c->closed) {
+        pthread_mutex_unlock(&c->inbox_lock);
+        return 0;
+    }
+    f->next = NULL;
+    if (c->inbox_tail) {
+        c->inbox_tail->next = f;
+    }
+    else {
+        c->inbox_head = f;
+    }
+    c->inbox_tail = f;
+    pthread_mutex_unlock(&c->inbox_lock);
+    if (tls_carrier != c) {
+        vt_reactor_wakeup(&c->reactor);
+    }
+    return 1;
+}
+
+void vt_carrier_post_cancel(vt_fiber_t *f)
+{
+    vt_carrier_t *c = f->carrier;
+    if (atomic_exchange(&f->cancel_queued, 1)) {
+        return;
+    }
+    atomic_fetch_add(&f->refs, 1); /* held until the carrier has looked */
+    pthread_mutex_lock(&c->inbox_lock);
+    f->cancel_next = c->cancel_head;
+    c->cancel_head = f;
+    pthread_mutex_unlock(&c->inbox_lock);
+    vt_reactor_wakeup(&c->reactor);
+}
+
+static void live_link(vt_carrier_t *c, vt_fiber_t *f)
+{
+    f->live_prev = NULL;
+    f->live_next = c->live_head;
+    if (c->live_head) {
+        c->live_head->live_prev = f;
+    }
+    c->live_head = f;
+    c->owned++;
+}
+
+static void live_unlink(vt_carrier_t *c, vt_fiber_t *f)
+{
+    if (f->live_prev) {
+        f->live_prev->live_next = f->live_next;
+    }
+    else {
+        c->live_head = f->live_next;
+    }
+    if (f->live_next) {
+        f->live_next->live_prev = f->live_prev;
+    }
+    c->owned--;
+}
+
+/* A fiber reaches its carrier for the first time: give it a stack. */
+static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
+{
+    apr_status_t rv = vt_stack_get(&c->stacks, &f->stack);
+    if (rv != APR_SUCCESS) {
+        char err[120];
+        vt_log(c->rt, VT_LOG_ERR, VT_MSG_STACK,
+               "carrier %d: cannot map a %lu-byte fiber stack for '%s': "
+               "%s; the fiber does not run", c->index,
+               (unsigned long)c->stacks.size, f->label,
+               apr_strerror(rv, err, sizeof(err)));
+        f->stack = NULL;
+        f->result = rv;
+        f->state = VT_FIBER_DONE;
+        vt_fiber_finished(f);
+        return 0;
+    }
+    f->stack->fiber_id = f->id;
+    memcpy(f->stack->label, f->label, sizeof(f->stack->label));
+    atomic_store_explicit(&c->stacks_cached, c->stacks.nfree,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->stacks_hot_bytes,
+                          vt_stack_cache_hot_bytes(&c->stacks),
+                          memory_order_relaxed);
+    f->ctx = make_fcontext(f->stack->hi, (size_t)(f->stack->hi - f->stack->lo),
+                           vt_fiber_entry);
+    live_link(c, f);
+    VT_COUNT_ADD(c->started, 1);
+    if (c->stop_seen) {
+        atomic_store(&f->cancelled, 1);
+    }
+    return 1;
+}
+
+static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
+{
+    live_unlink(c, f);
+    vt_stack_put(&c->stacks, f->stack);
+    f->stack = NULL;
+    atomic_store_explicit(&c->stacks_cached, c->stacks.nfree,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->stacks_hot_bytes,
+                          vt_stack_cache_hot_bytes(&c->stacks),
+                          memory_order_relaxed);
+    vt_fiber_finished(f);
+}
+
+static void drain_inbox(vt_carrier_t *c)
+{
+    vt_fiber_t *list, *cancels;
+    pthread_mutex_lock(&c->inbox_lock);
+    list = c->inbox_head;
+    cancels = c->cancel_head;
+    c->inbox_head = c->inbox_tail = NULL;
+    c->cancel_head = NULL;
+    pthread_mutex_unlock(&c->inbox_lock);
+
+    while (list) {
+        vt_fiber_t *f = list;
+        list = f->next;
+        if (f->state == VT_FIBER_NEW && !fiber_admit(c, f)) {
+            continue;
+        }
+        VT_COUNT_ADD(c->runnable, 1);
+        runq_push(c, f);
+    }
+    while (cancels) {
+        vt_fiber_t *f = cancels;
+        cancels = f->cancel_next;
+        atomic_store(&f->cancel_queued, 0);
+        if (f->state == VT_FIBER_PARKED) {
+            vt_fiber_cancel_parked(f);
+        }
+        vt_fiber_unref(f);
+    }
+}
+
+/* Switch to @a f until it parks, yields or ends. */
+static void run_fiber(vt_carrier_t *c, vt_fiber_t *f)
+{
+    vt_transfer_t t;
+    c->current = f;
+    f->state = VT_FIBER_RUNNING;
+    VT_COUNT_ADD(c->switches, 1);
+    atomic_store_explicit(&c->running_stack, f->stack, memory_order_release);
+    t = jump_fcontext(f->ctx, f);
+    atomic_store_explicit(&c->running_stack, NULL, memory_order_release);
+    c->current = NULL;
+    if (f->state == VT_FIBER_DONE) {
+        VT_COUNT_ADD(c->runnable, -1);
+        fiber_release(c, f);
+        return;
+    }
+    f->ctx = t.fctx;
+}
+
+void vt_fiber_switch_out(vt_fiber_t *f)
+{
+    vt_carrier_t *c = f->carrier;
+    vt_transfer_t t = jump_fcontext(c->sched_ctx, NULL);
+    c->sched_ctx = t.fctx;
+}
+
+void vt_fiber_entry(vt_transfer_t t)
+{
+    vt_fiber_t *f = t.data;
+    f->carrier->sched_ctx = t.fctx;
+    f->result = f->fn(f->arg);
+    while (f->defers) {
+        vt_defer_t *d = f->defers;
+        f->defers = d->next;
+        d->fn(d->arg);
+        free(d);
+    }
+    f->state = VT_FIBER_DONE;
+    jump_fcontext(f->carrier->sched_ctx, f);
+    /* not reached: a finished context is never resumed */
+}
+
+/* Once stopping: cancel what lives here, including fibers that arrive
+ * later (fiber_admit marks them). */
+static void observe_stop(vt_carrier_t *c)
+{
+    c->stop_seen = 1;
+    for (vt_fiber_t *f = c->live_head; f; f = f->live_next) {
+        atomic_store(&f->cancelled, 1);
+        if (f->state == VT_FIBER_PARKED) {
+            vt_fiber_cancel_parked(f);
+        }
+    }
+}
+
+/* Exit once stopping and nothing is left; closing under the inbox lock
+ * means a fiber started later is refused, never stranded. */
+static int close_if_idle(vt_carrier_t *c)
+{
+    if (!c->stop_seen || c->owned != 0 || c->runq_head) {
+        return 0;
+    }
+    pthread_mutex_lock(&c->inbox_lock);
+    c->closed = !c->inbox_head && !c->cancel_head;
+    pthread_mutex_unlock(&c->inbox_lock);
+    return c->closed;
+}
+
+static apr_interval_time_t poll_timeout(vt_carrier_t *c)
+{
+    vt_timer_t *next;
+    if (c->runq_head) {
+        return 0;
+    }
+    next = vt_timer_peek(&c->timers);
+    if (!next) {
+        return -1;
+    }
+    apr_time_t now = vt_now();
+    return next->when > now ? next->when - now : 0;
+}
+
+void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
+{
+    vt_carrier_t *c = data;
+    vt_runtime_t *rt = c->rt;
+    (void)thread;
+    tls_carrier = c;
+    vt_guard_thread_enter();
+
+    for (;;) {
+        drain_inbox(c);
+        if (atomic_load(&rt->stopping) && !c->stop_seen) {
+            observe_stop(c);
+        }
+        for (int runs = 0; runs < VT_RUNS_PER_POLL; runs++) {
+            vt_fiber_t *f = runq_pop(c);
+            if (!f) {
+                break;
+            }
+            run_fiber(c, f);
+        }
+        if (close_if_idle(c)) {
+            break;
+        }
+        apr_status_t rv = vt_reactor_poll(&c->reactor, poll_timeout(c));
+        if (rv != APR_SUCCESS && rv != EINTR) {
+            char err[120];
+            vt_log(rt, VT_LOG_ERR, VT_MSG_THREAD,
+                   "carrier %d: epoll_wait failed: %s", c->index,
+                   apr_strerror(rv, err, sizeof(err)));
+        }
+        vt_timer_expire(&c->timers, vt_now());
+    }
+
+    vt_guard_thread_leave();
+    tls_carrier = NULL;
+    atomic_store(&c->exited, 1);
+    pthread_mutex_lock(&rt->exit_lock);
+    rt->carriers_exited++;
+    pthread_cond_broadcast(&rt->exit_cond);
+    pthread_mutex_unlock(&rt->exit_lock);
+    return NULL;
+}

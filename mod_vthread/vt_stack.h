@@ -1,0 +1,82 @@
+/**
+ * @file  vt_stack.h
+ * @brief Fiber stacks: mmap'd, a PROT_NONE guard page below, lazily
+ *        committed, cached per carrier.
+ *
+ * A stack cache belongs to one carrier and is used only from its thread.
+ * Released stacks are kept for reuse; the most recent `hot` of them keep
+ * their pages, older ones are madvise()d back to the kernel so that RSS
+ * follows the live fiber count while the mapping stays reusable. Mappings
+ * are unmapped only by vt_stack_cache_destroy(), so a stack address read
+ * by another thread (the watchdog) always stays mapped while the runtime
+ * lives.
+ */
+#ifndef VT_STACK_H
+#define VT_STACK_H
+
+#include <apr.h>
+#include <apr_errno.h>
+
+/** One fiber stack. The struct itself lives in a page at the top of the
+ *  stack's own mapping, so it is readable as long as the cache lives. */
+typedef struct vt_stack_t {
+    char *base;         /**< lowest address of the mapping (guard page) */
+    apr_size_t mapped;  /**< bytes mapped: guard, stack, this page */
+    char *lo;           /**< lowest usable byte (just above the guard) */
+    char *hi;           /**< one past the highest usable byte */
+    int hot;            /**< pages still committed (not madvised) */
+    struct vt_stack_t *next;     /**< cache free-list link */
+    struct vt_stack_t *all_next; /**< list of every mapping, for destroy */
+    apr_uint64_t fiber_id;       /**< fiber using it (for reports) */
+    char label[160];             /**< that fiber's label (for reports) */
+} vt_stack_t;
+
+/** A carrier's cache of released stacks. */
+typedef struct vt_stack_cache_t {
+    apr_size_t size;     /**< usable bytes per stack (page multiple) */
+    apr_size_t guard;    /**< guard bytes below each stack */
+    apr_uint32_t hot_max; /**< released stacks kept committed */
+    vt_stack_t *free;    /**< released stacks, most recent first */
+    apr_uint32_t nfree;  /**< length of @a free */
+    apr_uint32_t nhot;   /**< of those, still committed */
+    vt_stack_t *all;     /**< every stack mapped (for destroy) */
+    apr_uint32_t nall;   /**< length of @a all */
+} vt_stack_cache_t;
+
+/** Page size, cached. */
+apr_size_t vt_page_size(void);
+
+/**
+ * Round a requested stack size up to whole pages, within bounds.
+ * @return APR_SUCCESS or APR_EINVAL if outside
+ *         VT_MIN_STACK_SIZE..VT_MAX_STACK_SIZE
+ */
+apr_status_t vt_stack_size_round(apr_size_t requested, apr_size_t *out);
+
+/**
+ * Prepare an empty cache.
+ * @param size usable bytes per stack (already rounded)
+ * @param hot_max how many released stacks keep their pages
+ */
+void vt_stack_cache_init(vt_stack_cache_t *sc, apr_size_t size,
+                         apr_uint32_t hot_max);
+
+/**
+ * Take a stack: the most recently released one, or a new mapping.
+ * @return APR_SUCCESS or the errno of mmap/mprotect
+ */
+apr_status_t vt_stack_get(vt_stack_cache_t *sc, vt_stack_t **st);
+
+/** Give a stack back to its cache. */
+void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st);
+
+/** Bytes of released stacks that are still committed (upper bound). */
+apr_size_t vt_stack_cache_hot_bytes(const vt_stack_cache_t *sc);
+
+/** Unmap every stack. All must have been put back. */
+void vt_stack_cache_destroy(vt_stack_cache_t *sc);
+
+/** Is @a addr inside @a st's guard page? */
+int vt_stack_in_guard(const vt_stack_t *st, const void *addr);
+
+#endif /* VT_STACK_H */

@@ -1,0 +1,137 @@
+/* Pinned-fiber watchdog: see vt_watchdog.h. */
+#include "vt_watchdog.h"
+#include "vt_carrier.h"
+#include "vt_wait.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct carrier_watch_t {
+    apr_uint64_t seen_switches; /* value at the last sample */
+    apr_time_t since;           /* when it last changed */
+    apr_uint64_t reported_at;   /* switch count already reported */
+} carrier_watch_t;
+
+struct vt_watchdog_t {
+    vt_runtime_t *rt;
+    apr_thread_t *thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stop;
+    carrier_watch_t *watch;
+};
+
+static void check_carrier(vt_watchdog_t *wd, vt_carrier_t *c,
+                          carrier_watch_t *cw, apr_time_t now)
+{
+    apr_uint64_t sw = atomic_load_explicit(&c->switches,
+                                           memory_order_acquire);
+    vt_stack_t *st = atomic_load_explicit(&c->running_stack,
+                                          memory_order_acquire);
+    char label[sizeof(st->label)];
+    apr_uint64_t id;
+
+    if (sw != cw->seen_switches || !st) {
+        cw->seen_switches = sw;
+        cw->since = now;
+        return;
+    }
+    if (cw->reported_at == sw || now - cw->since < wd->rt->cfg.pinned_warn) {
+        return;
+    }
+    /* The stack header stays mapped while the runtime lives; if the
+     * carrier switched while we copied, the copy may be torn: skip. */
+    memcpy(label, st->label, sizeof(label));
+    label[sizeof(label) - 1] = '\0';
+    id = st->fiber_id;
+    if (atomic_load_explicit(&c->switches, memory_order_acquire) != sw) {
+        return;
+    }
+    cw->reported_at = sw;
+    atomic_fetch_add(&c->pinned, 1);
+    vt_log(wd->rt, VT_LOG_WARNING, VT_MSG_PINNED,
+           "fiber %llu '%s' has held carrier %d for %lld ms without "
+           "yielding (VThreadPinnedWarn %lld ms); other fibers on that "
+           "carrier are waiting", (unsigned long long)id, label, c->index,
+           (long long)((now - cw->since) / 1000),
+           (long long)(wd->rt->cfg.pinned_warn / 1000));
+}
+
+static void *APR_THREAD_FUNC watchdog_main(apr_thread_t *thread, void *data)
+{
+    vt_watchdog_t *wd = data;
+    apr_interval_time_t period = wd->rt->cfg.pinned_warn / 4;
+    (void)thread;
+    if (period < 1000) {
+        period = 1000;
+    }
+    if (period > 250000) {
+        period = 250000;
+    }
+    pthread_mutex_lock(&wd->lock);
+    while (!wd->stop) {
+        struct timespec until;
+        apr_time_t at = vt_now() + period;
+        until.tv_sec = at / APR_USEC_PER_SEC;
+        until.tv_nsec = (long)(at % APR_USEC_PER_SEC) * 1000;
+        pthread_cond_timedwait(&wd->cond, &wd->lock, &until);
+        if (wd->stop) {
+            break;
+        }
+        apr_time_t now = vt_now();
+        for (int i = 0; i < wd->rt->ncarriers; i++) {
+            check_carrier(wd, &wd->rt->carriers[i], &wd->watch[i], now);
+        }
+    }
+    pthread_mutex_unlock(&wd->lock);
+    return NULL;
+}
+
+apr_status_t vt_watchdog_start(vt_watchdog_t **out, vt_runtime_t *rt)
+{
+    vt_watchdog_t *wd = calloc(1, sizeof(*wd));
+    pthread_condattr_t attr;
+    apr_status_t rv;
+    *out = NULL;
+    if (!wd || !(wd->watch = calloc((size_t)rt->ncarriers,
+                                    sizeof(*wd->watch)))) {
+        free(wd);
+        return APR_ENOMEM;
+    }
+    wd->rt = rt;
+    pthread_mutex_init(&wd->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&wd->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    rv = rt->cfg.thread_create(&wd->thread, NULL, watchdog_main, wd,
+                               rt->pool);
+    if (rv != APR_SUCCESS) {
+        pthread_cond_destroy(&wd->cond);
+        pthread_mutex_destroy(&wd->lock);
+        free(wd->watch);
+        free(wd);
+        return rv;
+    }
+    *out = wd;
+    return APR_SUCCESS;
+}
+
+void vt_watchdog_stop(vt_watchdog_t *wd)
+{
+    apr_status_t rv;
+    if (!wd) {
+        return;
+    }
+    pthread_mutex_lock(&wd->lock);
+    wd->stop = 1;
+    pthread_cond_signal(&wd->cond);
+    pthread_mutex_unlock(&wd->lock);
+    apr_thread_join(&rv, wd->thread);
+    pthread_cond_destroy(&wd->cond);
+    pthread_mutex_destroy(&wd->lock);
+    free(wd->watch);
+    free(wd);
+}
