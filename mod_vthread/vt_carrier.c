@@ -1,5 +1,6 @@
 /* Carrier threads: the scheduler loop. See vt_carrier.h. */
 #include "vt_carrier.h"
+#include "vt_annotate.h"
 #include "vt_guard.h"
 
 #include <errno.h>
@@ -9,11 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fibers run back to back at most this many times before the carrier
- * polls its reactor, expires timers and reads its inbox again: bounds the
- * delay a busy run queue adds to I/O, while keeping syscalls off the path
- * of fibers that only yield to each other. */
-#define VT_RUNS_PER_POLL 64
+/* While fibers are runnable the carrier still polls its reactor, expires
+ * timers and reads its inbox at least this often (microseconds): that
+ * bounds the delay a busy run queue adds to I/O and wake-ups, while fibers
+ * that only yield to each other make no syscall. The clock is read every
+ * VT_RUNS_PER_CLOCK runs. */
+#define VT_POLL_INTERVAL 50
+#define VT_RUNS_PER_CLOCK 32
 
 static _Thread_local vt_carrier_t *tls_carrier;
 
@@ -260,7 +263,10 @@ static void run_fiber(vt_carrier_t *c, vt_fiber_t *f)
     f->state = VT_FIBER_RUNNING;
     VT_COUNT_ADD(c->switches, 1);
     atomic_store_explicit(&c->running_stack, f->stack, memory_order_release);
+    vt_annotate_switch_start(&c->sched_fake_stack, f->stack->lo,
+                             (size_t)(f->stack->hi - f->stack->lo));
     t = jump_fcontext(f->ctx, f);
+    vt_annotate_switch_finish(c->sched_fake_stack, NULL, NULL);
     atomic_store_explicit(&c->running_stack, NULL, memory_order_release);
     c->current = NULL;
     if (f->state == VT_FIBER_DONE) {
@@ -274,14 +280,20 @@ static void run_fiber(vt_carrier_t *c, vt_fiber_t *f)
 void vt_fiber_switch_out(vt_fiber_t *f)
 {
     vt_carrier_t *c = f->carrier;
+    vt_annotate_switch_start(&f->asan_fake_stack, c->sched_stack,
+                             c->sched_stack_size);
     vt_transfer_t t = jump_fcontext(c->sched_ctx, NULL);
+    vt_annotate_switch_finish(f->asan_fake_stack, &c->sched_stack,
+                              &c->sched_stack_size);
     c->sched_ctx = t.fctx;
 }
 
 void vt_fiber_entry(vt_transfer_t t)
 {
     vt_fiber_t *f = t.data;
-    f->carrier->sched_ctx = t.fctx;
+    vt_carrier_t *c = f->carrier;
+    vt_annotate_switch_finish(NULL, &c->sched_stack, &c->sched_stack_size);
+    c->sched_ctx = t.fctx;
     f->result = f->fn(f->arg);
     while (f->defers) {
         vt_defer_t *d = f->defers;
@@ -290,7 +302,8 @@ void vt_fiber_entry(vt_transfer_t t)
         free(d);
     }
     f->state = VT_FIBER_DONE;
-    jump_fcontext(f->carrier->sched_ctx, f);
+    vt_annotate_switch_start(NULL, c->sched_stack, c->sched_stack_size);
+    jump_fcontext(c->sched_ctx, f);
     /* not reached: a finished context is never resumed */
 }
 
@@ -347,12 +360,12 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
         if (atomic_load(&rt->stopping) && !c->stop_seen) {
             observe_stop(c);
         }
-        for (int runs = 0; runs < VT_RUNS_PER_POLL; runs++) {
-            vt_fiber_t *f = runq_pop(c);
-            if (!f) {
+        apr_time_t poll_due = vt_now() + VT_POLL_INTERVAL;
+        for (unsigned runs = 1; c->runq_head; runs++) {
+            run_fiber(c, runq_pop(c));
+            if (runs % VT_RUNS_PER_CLOCK == 0 && vt_now() >= poll_due) {
                 break;
             }
-            run_fiber(c, f);
         }
         if (close_if_idle(c)) {
             break;

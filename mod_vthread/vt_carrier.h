@@ -27,6 +27,9 @@ typedef struct vt_carrier_t {
     int index;
     apr_thread_t *thread;
     vt_fcontext_t sched_ctx;    /**< the scheduler, while a fiber runs */
+    const void *sched_stack;    /**< the scheduler's stack (vt_annotate.h) */
+    size_t sched_stack_size;
+    void *sched_fake_stack;
     vt_fiber_t *current;        /**< fiber running now (carrier thread) */
     vt_fiber_t *runq_head;      /**< ready fibers, FIFO */
     vt_fiber_t *runq_tail;

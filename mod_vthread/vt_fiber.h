@@ -54,6 +54,7 @@ struct vthread_t {
     struct vthread_t *live_prev; /**< carrier's list of its fibers */
     struct vthread_t *live_next;
     vt_waiter_t *wait;          /**< the cancellable wait it is parked in */
+    void *asan_fake_stack;      /**< for vt_annotate.h while switched out */
     vt_defer_t *defers;
     apr_time_t park_start;
     apr_interval_time_t parked_total;

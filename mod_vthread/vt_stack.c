@@ -1,5 +1,6 @@
 /* Fiber stacks: see vt_stack.h. */
 #include "vt_stack.h"
+#include "vt_annotate.h"
 #include "vt_runtime.h"
 
 #include <errno.h>
@@ -61,6 +62,7 @@ static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
     st->lo = base + sc->guard;
     st->hi = base + sc->guard + sc->size;
     st->hot = 1;
+    st->valgrind_id = vt_annotate_stack_register(st->lo, st->hi);
     st->all_next = sc->all;
     sc->all = st;
     sc->nall++;
@@ -112,6 +114,7 @@ void vt_stack_cache_destroy(vt_stack_cache_t *sc)
     vt_stack_t *st = sc->all;
     while (st) {
         vt_stack_t *next = st->all_next;
+        vt_annotate_stack_deregister(st->valgrind_id);
         munmap(st->base, st->mapped);
         st = next;
     }

@@ -27,6 +27,7 @@ typedef struct vt_stack_t {
     int hot;            /**< pages still committed (not madvised) */
     struct vt_stack_t *next;     /**< cache free-list link */
     struct vt_stack_t *all_next; /**< list of every mapping, for destroy */
+    unsigned valgrind_id;        /**< its registration with valgrind */
     apr_uint64_t fiber_id;       /**< fiber using it (for reports) */
     char label[160];             /**< that fiber's label (for reports) */
 } vt_stack_t;
