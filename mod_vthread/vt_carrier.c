@@ -98,10 +98,22 @@ static vt_fiber_t *runq_pop(vt_carrier_t *c)
     return f;
 }
 
-void vt_carrier_yield(vt_fiber_t *f)
+/* Here rather than beside vthread_sleep so the whole path inlines: it is
+ * the hottest call a CPU-bound handler makes. */
+apr_status_t vthread_yield(void)
 {
-    runq_push(f->carrier, f);
+    vt_carrier_t *c = tls_carrier;
+    vt_fiber_t *f = c ? c->current : NULL;
+    if (!f) {
+        apr_thread_yield();
+        return APR_SUCCESS;
+    }
+    if (atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
+        return APR_ECONNABORTED;
+    }
+    runq_push(c, f); /* still runnable: no counter changes */
     vt_fiber_switch_out(f);
+    return APR_SUCCESS;
 }
 
 void vt_carrier_notify(vt_carrier_t *c)

@@ -93,10 +93,6 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data);
  */
 int vt_carrier_schedule(vt_fiber_t *f);
 
-/** Put the running fiber @a f at the back of the run queue and switch
- *  out; it stays runnable. */
-void vt_carrier_yield(vt_fiber_t *f);
-
 /** Ask @a f's carrier to cancel its wait (from another thread). */
 void vt_carrier_post_cancel(vt_fiber_t *f);
 

@@ -1,5 +1,5 @@
-/* vthread_sleep and vthread_yield: a timer park and a trip round the run
- * queue. */
+/* vthread_sleep: a park that only its timer or a cancel ends.
+ * (vthread_yield is a scheduler operation: vt_carrier.c.) */
 #include "vt_carrier.h"
 #include "vt_fiber.h"
 #include "vt_wait.h"
@@ -23,18 +23,4 @@ apr_status_t vthread_sleep(apr_interval_time_t t)
     vt_waiter_init(&w);
     rv = vt_waiter_wait(&w, VT_PARK_TIMER, t, 0);
     return rv == APR_TIMEUP ? APR_SUCCESS : rv;
-}
-
-apr_status_t vthread_yield(void)
-{
-    vt_fiber_t *f = vt_fiber_current();
-    if (!f) {
-        apr_thread_yield();
-        return APR_SUCCESS;
-    }
-    if (atomic_load(&f->cancelled)) {
-        return APR_ECONNABORTED;
-    }
-    vt_carrier_yield(f);
-    return APR_SUCCESS;
 }
