@@ -72,6 +72,8 @@ void vt_carrier_destroy(vt_carrier_t *c)
     pthread_mutex_destroy(&c->inbox_lock);
 }
 
+static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f);
+
 static void runq_push(vt_carrier_t *c, vt_fiber_t *f)
 {
     f->state = VT_FIBER_READY;
@@ -108,7 +110,7 @@ apr_status_t vthread_yield(void)
         apr_thread_yield();
         return APR_SUCCESS;
     }
-    if (atomic_load_explicit(&f->cancelled, memory_order_relaxed)) {
+    if (vt_fiber_is_cancelled(f)) {
         return APR_ECONNABORTED;
     }
     runq_push(c, f); /* still runnable: no counter changes */
@@ -124,9 +126,15 @@ void vt_carrier_notify(vt_carrier_t *c)
 int vt_carrier_schedule(vt_fiber_t *f)
 {
     vt_carrier_t *c = f->carrier;
-    if (tls_carrier == c && f->state != VT_FIBER_NEW) {
-        /* Woken by its own carrier (timer, reactor, a sibling fiber):
-         * it is parked, since only one fiber runs here at a time. */
+    if (tls_carrier == c) {
+        /* On its own carrier's thread (a timer, the reactor, a sibling
+         * fiber): straight to the run queue, which that thread owns. A
+         * woken fiber is parked, as only one runs here at a time. Going
+         * through the inbox would need a wake-up the carrier may never
+         * get before it blocks in its poll. */
+        if (f->state == VT_FIBER_NEW && !fiber_admit(c, f)) {
+            return 1;
+        }
         VT_COUNT_ADD(c->runnable, 1);
         runq_push(c, f);
         return 1;
@@ -145,9 +153,7 @@ int vt_carrier_schedule(vt_fiber_t *f)
     }
     c->inbox_tail = f;
     pthread_mutex_unlock(&c->inbox_lock);
-    if (tls_carrier != c) {
-        vt_reactor_wakeup(&c->reactor);
-    }
+    vt_reactor_wakeup(&c->reactor);
     return 1;
 }
 

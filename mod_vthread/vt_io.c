@@ -27,6 +27,9 @@ static void io_ready(vt_io_wait_t *io)
     }
 }
 
+static apr_status_t thread_wait_fd(int fd, apr_int16_t events,
+                                   apr_interval_time_t timeout);
+
 /* Park the current fiber until @a fd is ready. The registration lives in
  * this frame and is removed before returning, whatever ended the wait. */
 static apr_status_t fiber_wait_fd(vt_fiber_t *f, int fd, apr_int16_t events,
@@ -36,11 +39,11 @@ static apr_status_t fiber_wait_fd(vt_fiber_t *f, int fd, apr_int16_t events,
     io_park_t ip;
     apr_status_t rv;
 
-    if (atomic_load(&f->cancelled)) {
+    if (vt_fiber_is_cancelled(f)) {
         return APR_ECONNABORTED;
     }
     if (timeout == 0) {
-        return APR_TIMEUP;
+        return thread_wait_fd(fd, events, 0); /* one poll, never blocks */
     }
     ip.io.fd = fd;
     ip.io.events = events & (APR_POLLIN | APR_POLLOUT);

@@ -109,10 +109,12 @@ apr_status_t vt_runtime_create(vt_runtime_t **out,
 
     *out = NULL;
     if (vt_runtime_config_check(cfg, &why) != APR_SUCCESS) {
-        vt_log(NULL, VT_LOG_ERR, VT_MSG_CONFIG, "runtime not started: %s",
-               why);
         if (cfg->log) {
             cfg->log(cfg->log_baton, VT_LOG_ERR, VT_MSG_CONFIG, why);
+        }
+        else {
+            vt_log(NULL, VT_LOG_ERR, VT_MSG_CONFIG,
+                   "runtime not started: %s", why);
         }
         return APR_EINVAL;
     }

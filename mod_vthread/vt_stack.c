@@ -70,38 +70,53 @@ static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
     return APR_SUCCESS;
 }
 
+/* The free list is most recent first, and its committed (hot) stacks are
+ * a prefix of it ending at last_hot: a get takes the hottest, a put that
+ * goes over hot_max gives back the pages of the oldest hot one. */
 apr_status_t vt_stack_get(vt_stack_cache_t *sc, vt_stack_t **st)
 {
-    if (sc->free) {
-        vt_stack_t *s = sc->free;
-        sc->free = s->next;
-        sc->nfree--;
-        if (s->hot) {
-            sc->nhot--;
-        }
-        s->next = NULL;
-        *st = s;
-        return APR_SUCCESS;
+    vt_stack_t *s = sc->free;
+    if (!s) {
+        return stack_map(sc, st);
     }
-    return stack_map(sc, st);
+    sc->free = s->next;
+    if (sc->free) {
+        sc->free->prev = NULL;
+    }
+    sc->nfree--;
+    if (s->hot) {
+        sc->nhot--;
+        if (sc->last_hot == s) {
+            sc->last_hot = NULL;
+        }
+    }
+    s->next = s->prev = NULL;
+    s->hot = 1; /* in use, its pages get committed again */
+    *st = s;
+    return APR_SUCCESS;
 }
 
 void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st)
 {
-    /* Most recent first: it is the one most likely still in cache. Once
-     * more than hot_max are committed, the oldest hot one is cold anyway,
-     * so give back the pages of the one being put instead: cheaper than
-     * walking the list, and the count of hot stacks stays bounded. */
-    if (st->hot && sc->nhot >= sc->hot_max) {
-        madvise(st->lo, sc->size, MADV_DONTNEED);
-        st->hot = 0;
-    }
-    if (st->hot) {
-        sc->nhot++;
-    }
+    st->hot = 1;
+    st->prev = NULL;
     st->next = sc->free;
+    if (sc->free) {
+        sc->free->prev = st;
+    }
     sc->free = st;
     sc->nfree++;
+    sc->nhot++;
+    if (!sc->last_hot) {
+        sc->last_hot = st;
+    }
+    if (sc->nhot > sc->hot_max) {
+        vt_stack_t *cold = sc->last_hot;
+        madvise(cold->lo, sc->size, MADV_DONTNEED);
+        cold->hot = 0;
+        sc->nhot--;
+        sc->last_hot = sc->nhot ? cold->prev : NULL;
+    }
 }
 
 apr_size_t vt_stack_cache_hot_bytes(const vt_stack_cache_t *sc)
@@ -120,6 +135,7 @@ void vt_stack_cache_destroy(vt_stack_cache_t *sc)
     }
     sc->all = NULL;
     sc->free = NULL;
+    sc->last_hot = NULL;
     sc->nall = sc->nfree = sc->nhot = 0;
 }
 

@@ -25,7 +25,8 @@ typedef struct vt_stack_t {
     char *lo;           /**< lowest usable byte (just above the guard) */
     char *hi;           /**< one past the highest usable byte */
     int hot;            /**< pages still committed (not madvised) */
-    struct vt_stack_t *next;     /**< cache free-list link */
+    struct vt_stack_t *next;     /**< cache free-list links */
+    struct vt_stack_t *prev;
     struct vt_stack_t *all_next; /**< list of every mapping, for destroy */
     unsigned valgrind_id;        /**< its registration with valgrind */
     apr_uint64_t fiber_id;       /**< fiber using it (for reports) */
@@ -37,7 +38,9 @@ typedef struct vt_stack_cache_t {
     apr_size_t size;     /**< usable bytes per stack (page multiple) */
     apr_size_t guard;    /**< guard bytes below each stack */
     apr_uint32_t hot_max; /**< released stacks kept committed */
-    vt_stack_t *free;    /**< released stacks, most recent first */
+    vt_stack_t *free;    /**< released stacks, most recent first; the
+                              committed ones form its prefix */
+    vt_stack_t *last_hot; /**< last of that prefix, or NULL */
     apr_uint32_t nfree;  /**< length of @a free */
     apr_uint32_t nhot;   /**< of those, still committed */
     vt_stack_t *all;     /**< every stack mapped (for destroy) */

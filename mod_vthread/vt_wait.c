@@ -198,7 +198,7 @@ static apr_status_t fiber_wait(vt_waiter_t *w, vt_park_kind_e kind,
 
     /* Ending the wait ourselves is only allowed if we win the claim; if
      * a waker already won, it will schedule us, so we must park anyway. */
-    if (cancellable && atomic_load(&f->cancelled)
+    if (cancellable && vt_fiber_is_cancelled(f)
         && vt_waiter_claim(w, APR_ECONNABORTED)) {
         return APR_ECONNABORTED;
     }
