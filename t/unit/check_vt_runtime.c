@@ -1,0 +1,764 @@
+/* Unit tests for vt_runtime.c: config defaults and rejections, carriers,
+ * the process default runtime, counters read from another thread, the
+ * max_fibers limit, placement on the least loaded carrier, the stack cache
+ * watermark, the thread_create hook, and stop: fibers parked in sleep, I/O
+ * and every kind of sync wait see APR_ECONNABORTED, their deferred calls
+ * run exactly once, a fiber that never parks is waited for, stop returns,
+ * nothing is left alive; a pool cleanup stops a runtime too.
+ *
+ * Slow mode (VT_SLOW=1, ASan, valgrind: see vt_test_util.h) uses fewer
+ * fibers and create/stop cycles. */
+#include "vt_test_util.h"
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* Configuration. */
+
+START_TEST(test_config_defaults)
+{
+    vt_runtime_config_t cfg;
+    const char *why = "untouched";
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(&cfg, 0x5a, sizeof(cfg));
+    vt_runtime_config_default(&cfg);
+    /* "online CPUs": either spelled 0 (one per CPU) or the count itself */
+    ck_assert_msg(cfg.carriers == 0 || cfg.carriers == (int)cpus,
+                  "default carriers %d", cfg.carriers);
+    ck_assert_uint_eq(cfg.stack_size, VT_DEFAULT_STACK_SIZE);
+    ck_assert_uint_eq(cfg.max_fibers, 0);
+    ck_assert_int_eq(cfg.pinned_warn, VT_MS(100));
+    ck_assert_ptr_null(cfg.log);
+    ck_assert_ptr_null(cfg.log_baton);
+    ck_assert_ptr_null(cfg.thread_create);
+    ck_assert_int_eq(vt_runtime_config_check(&cfg, &why), APR_SUCCESS);
+}
+END_TEST
+
+static void expect_rejected(const vt_runtime_config_t *cfg, const char *field,
+                            const char *what)
+{
+    const char *why = NULL;
+    apr_status_t rv = vt_runtime_config_check(cfg, &why);
+    ck_assert_msg(rv == APR_EINVAL, "%s: check returned %d", what, rv);
+    ck_assert_msg(why != NULL && *why, "%s: no message", what);
+    ck_assert_msg(strcasestr(why, field) != NULL,
+                  "%s: message \"%s\" does not name %s", what, why, field);
+}
+
+static void expect_accepted(const vt_runtime_config_t *cfg, const char *what)
+{
+    const char *why = NULL;
+    apr_status_t rv = vt_runtime_config_check(cfg, &why);
+    ck_assert_msg(rv == APR_SUCCESS, "%s: check returned %d (%s)", what, rv,
+                  why ? why : "");
+}
+
+START_TEST(test_config_check)
+{
+    vt_runtime_config_t cfg;
+    static const int bad_carriers[] = { -1, -1000, INT_MIN,
+                                        VT_MAX_CARRIERS + 1, 100000,
+                                        INT_MAX };
+    static const apr_size_t bad_stacks[] = { 0, 1, VT_MIN_STACK_SIZE - 1,
+                                             VT_MAX_STACK_SIZE + 1,
+                                             (apr_size_t)-1 };
+    for (size_t i = 0; i < sizeof(bad_carriers) / sizeof(*bad_carriers);
+         i++) {
+        char what[64];
+        vt_runtime_config_default(&cfg);
+        cfg.carriers = bad_carriers[i];
+        snprintf(what, sizeof(what), "carriers %d", bad_carriers[i]);
+        expect_rejected(&cfg, "carrier", what);
+    }
+    for (size_t i = 0; i < sizeof(bad_stacks) / sizeof(*bad_stacks); i++) {
+        char what[64];
+        vt_runtime_config_default(&cfg);
+        cfg.stack_size = bad_stacks[i];
+        snprintf(what, sizeof(what), "stack_size %zu", bad_stacks[i]);
+        expect_rejected(&cfg, "stack", what);
+    }
+    /* the bounds themselves are fine; 0 carriers means one per CPU */
+    vt_runtime_config_default(&cfg);
+    cfg.carriers = 0;
+    expect_accepted(&cfg, "carriers 0");
+    cfg.carriers = 1;
+    expect_accepted(&cfg, "carriers 1");
+    cfg.carriers = VT_MAX_CARRIERS;
+    expect_accepted(&cfg, "carriers max");
+    cfg.carriers = 2;
+    cfg.stack_size = VT_MIN_STACK_SIZE;
+    expect_accepted(&cfg, "stack min");
+    cfg.stack_size = VT_MAX_STACK_SIZE;
+    expect_accepted(&cfg, "stack max");
+    cfg.stack_size = VT_MIN_STACK_SIZE + 1;     /* rounded up, not refused */
+    expect_accepted(&cfg, "stack min+1");
+}
+END_TEST
+
+START_TEST(test_create_refuses_bad_config)
+{
+    vt_test_rt_t t;
+    vt_runtime_t *rt = NULL;
+    apr_status_t rv;
+    vt_test_config(&t, -3);
+    ck_assert_int_eq(apr_pool_create(&t.pool, NULL), APR_SUCCESS);
+    rv = vt_runtime_create(&rt, &t.cfg, t.pool);
+    ck_assert_int_eq(rv, APR_EINVAL);
+    ck_assert_int_ge(vt_test_log_count(&t.log, VT_MSG_CONFIG), 1);
+    ck_assert_ptr_null(vt_runtime_default());
+    t.cfg.carriers = 2;
+    t.cfg.stack_size = 100;
+    ck_assert_int_eq(vt_runtime_create(&rt, &t.cfg, t.pool), APR_EINVAL);
+    ck_assert_int_ge(vt_test_log_count(&t.log, VT_MSG_CONFIG), 2);
+    ck_assert_ptr_null(vt_runtime_default());
+    apr_pool_destroy(t.pool);
+}
+END_TEST
+
+/* With a log callback, a refusal goes to the callback only, not also to
+ * stderr ("NULL writes to stderr"). */
+START_TEST(test_bad_config_not_on_stderr)
+{
+    vt_test_rt_t t;
+    vt_runtime_t *rt = NULL;
+    int p[2], saved;
+    char buf[512];
+    ssize_t n;
+    vt_test_config(&t, -1);
+    ck_assert_int_eq(apr_pool_create(&t.pool, NULL), APR_SUCCESS);
+    ck_assert_int_eq(pipe(p), 0);
+    fflush(stderr);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    dup2(p[1], STDERR_FILENO);
+    ck_assert_int_eq(vt_runtime_create(&rt, &t.cfg, t.pool), APR_EINVAL);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(p[1]);
+    n = read(p[0], buf, sizeof(buf) - 1);
+    close(p[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    ck_assert_int_eq(vt_test_log_count(&t.log, VT_MSG_CONFIG), 1);
+    ck_assert_msg(n <= 0, "also written to stderr: %s", buf);
+    apr_pool_destroy(t.pool);
+}
+END_TEST
+
+START_TEST(test_carriers)
+{
+    vt_test_rt_t t;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    vt_carrier_stats_t s;
+    vt_test_rt_start(&t, 0);
+    ck_assert_int_eq(vt_runtime_carriers(t.rt), (int)cpus);
+    vt_test_rt_stop(&t);
+    vt_test_rt_start(&t, 3);
+    ck_assert_int_eq(vt_runtime_carriers(t.rt), 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(vt_runtime_carrier_stats(t.rt, i, &s), APR_SUCCESS);
+        ck_assert_uint_eq(s.live, 0);
+    }
+    ck_assert_int_eq(vt_runtime_carrier_stats(t.rt, -1, &s), APR_EINVAL);
+    ck_assert_int_eq(vt_runtime_carrier_stats(t.rt, 3, &s), APR_EINVAL);
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+START_TEST(test_default_runtime)
+{
+    vt_test_rt_t a, b;
+    ck_assert_ptr_null(vt_runtime_default());
+    vt_test_rt_start(&a, 1);
+    ck_assert_ptr_eq(vt_runtime_default(), a.rt);
+    ck_assert_int_eq(vt_runtime_stop(a.rt), APR_SUCCESS);
+    ck_assert_ptr_null(vt_runtime_default());
+    vt_test_rt_stop(&a);
+    vt_test_rt_start(&b, 1);
+    ck_assert_ptr_eq(vt_runtime_default(), b.rt);
+    vt_test_rt_stop(&b);
+    ck_assert_ptr_null(vt_runtime_default());
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Counters. */
+
+typedef struct {
+    const vt_runtime_t *rt;
+    _Atomic int stop;
+    apr_uint32_t max_live;
+    int reads;
+    int went_back;          /* switches or started decreased */
+} reader_t;
+
+static void *stats_reader(void *arg)
+{
+    reader_t *r = arg;
+    apr_uint64_t last_sw[2] = { 0, 0 }, last_st[2] = { 0, 0 };
+    while (!atomic_load(&r->stop)) {
+        for (int i = 0; i < 2; i++) {
+            vt_carrier_stats_t s;
+            if (!VT_CHECK(vt_runtime_carrier_stats(r->rt, i, &s)
+                          == APR_SUCCESS)) {
+                return NULL;
+            }
+            if (s.switches < last_sw[i] || s.started < last_st[i]) {
+                r->went_back = 1;
+            }
+            last_sw[i] = s.switches;
+            last_st[i] = s.started;
+            if (s.live > r->max_live) {
+                r->max_live = s.live;
+            }
+        }
+        r->reads++;
+        apr_sleep(200);
+    }
+    return NULL;
+}
+
+static apr_status_t fn_work(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++) {
+        VT_CHECK(vthread_sleep(1000) == APR_SUCCESS);
+        VT_CHECK(vthread_yield() == APR_SUCCESS);
+    }
+    return APR_SUCCESS;
+}
+
+START_TEST(test_stats_move)
+{
+    const int n = VT_N(400, 60);
+    vt_test_rt_t t;
+    reader_t r;
+    apr_thread_t *th;
+    vt_fiber_t **f = calloc((size_t)n, sizeof(*f));
+    vt_carrier_stats_t s;
+    ck_assert_ptr_nonnull(f);
+    memset(&r, 0, sizeof(r));
+    vt_test_rt_start(&t, 2);
+    r.rt = t.rt;
+    vt_test_stats_sum(t.rt, &s);
+    ck_assert_uint_eq(s.started, 0);
+    ck_assert_uint_eq(s.live, 0);
+    th = vt_test_thread(t.pool, stats_reader, &r);
+    for (int i = 0; i < n; i++) {
+        f[i] = vt_test_go(&t, fn_work, NULL, "work");
+    }
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
+    }
+    atomic_store(&r.stop, 1);
+    vt_test_thread_join(th);
+    vt_test_stats_sum(t.rt, &s);
+    ck_assert_int_gt(r.reads, 0);
+    ck_assert_int_eq(r.went_back, 0);
+    ck_assert_uint_gt(r.max_live, 0);
+    ck_assert_uint_eq(s.started, (apr_uint64_t)n);
+    ck_assert_uint_ge(s.switches, 7 * (apr_uint64_t)n);
+    ck_assert_uint_eq(s.live, 0);
+    ck_assert_uint_eq(s.runnable, 0);
+    ck_assert_uint_eq(s.parked_timer, 0);
+    ck_assert_uint_eq(s.parked_io, 0);
+    ck_assert_uint_eq(s.parked_sync, 0);
+    ck_assert_uint_eq(vt_runtime_live(t.rt), 0);
+    vt_test_rt_stop(&t);
+    free(f);
+}
+END_TEST
+
+/* Each kind of park shows in its own counter. */
+typedef struct {
+    vthread_event_t *ev;
+    int fd;
+} parks_t;
+
+static apr_status_t fn_park_timer(void *arg)
+{
+    (void)arg;
+    return vthread_sleep(apr_time_from_sec(30));
+}
+
+static apr_status_t fn_park_io(void *arg)
+{
+    return vthread_wait_fd(((parks_t *)arg)->fd, APR_POLLIN, -1);
+}
+
+static apr_status_t fn_park_sync(void *arg)
+{
+    return vthread_event_wait(((parks_t *)arg)->ev, -1);
+}
+
+START_TEST(test_stats_parked_kinds)
+{
+    vt_test_rt_t t;
+    parks_t p;
+    int fds[2];
+    vt_fiber_t *f[3];
+    vt_carrier_stats_t s;
+    ck_assert_int_eq(pipe(fds), 0);
+    p.fd = fds[0];
+    vt_test_rt_start(&t, 2);
+    ck_assert_int_eq(vthread_event_create(&p.ev, t.pool), APR_SUCCESS);
+    f[0] = vt_test_go(&t, fn_park_timer, &p, "timer");
+    f[1] = vt_test_go(&t, fn_park_io, &p, "io");
+    f[2] = vt_test_go(&t, fn_park_sync, &p, "sync");
+    ck_assert(vt_test_wait_parked(t.rt, 1, 1, 1));
+    vt_test_stats_sum(t.rt, &s);
+    ck_assert_uint_eq(s.parked_timer, 1);
+    ck_assert_uint_eq(s.parked_io, 1);
+    ck_assert_uint_eq(s.parked_sync, 1);
+    ck_assert_uint_eq(s.live, 3);
+    ck_assert_uint_eq(s.runnable, 0);
+    ck_assert_uint_eq(vt_runtime_live(t.rt), 3);
+    for (int i = 0; i < 3; i++) {
+        vt_fiber_cancel(f[i]);
+        ck_assert_int_eq(vt_test_join(f[i]), APR_ECONNABORTED);
+    }
+    vt_test_stats_sum(t.rt, &s);
+    ck_assert_uint_eq(s.parked_timer + s.parked_io + s.parked_sync, 0);
+    vt_test_rt_stop(&t);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static apr_status_t fn_nothing(void *arg)
+{
+    (void)arg;
+    return APR_SUCCESS;
+}
+
+START_TEST(test_max_fibers)
+{
+    vt_test_rt_t t;
+    vt_fiber_t *f[4];
+    vthread_t *th = NULL;
+    vt_test_config(&t, 2);
+    t.cfg.max_fibers = 3;
+    vt_test_rt_start_cfg(&t);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(vt_fiber_create(&f[i], t.rt, fn_nothing, NULL, "m"),
+                         APR_SUCCESS);
+    }
+    ck_assert_int_eq(vt_fiber_create(&f[3], t.rt, fn_nothing, NULL, "m"),
+                     APR_EAGAIN);
+    ck_assert_int_eq(vthread_spawn(&th, fn_nothing, NULL), APR_EAGAIN);
+    ck_assert_uint_eq(vt_runtime_live(t.rt), 3);
+    vt_fiber_discard(f[2]);
+    ck_assert_int_eq(vt_fiber_create(&f[2], t.rt, fn_nothing, NULL, "m"),
+                     APR_SUCCESS);
+    for (int i = 0; i < 3; i++) {
+        vt_fiber_start(f[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
+    }
+    /* ended fibers gave their capacity back */
+    ck_assert_int_eq(vthread_spawn(&th, fn_nothing, NULL), APR_SUCCESS);
+    ck_assert_int_eq(vthread_join(th, apr_time_from_sec(10), NULL),
+                     APR_SUCCESS);
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+START_TEST(test_least_loaded)
+{
+    enum { N = 6 };
+    vt_test_rt_t t;
+    parks_t p;
+    vt_fiber_t *f[N];
+    int per[2] = { 0, 0 };
+    vt_test_rt_start(&t, 2);
+    ck_assert_int_eq(vthread_event_create(&p.ev, t.pool), APR_SUCCESS);
+    for (int i = 0; i < N; i++) {
+        int c;
+        f[i] = vt_test_go(&t, fn_park_sync, &p, "balanced");
+        c = vt_fiber_carrier_index(f[i]);
+        ck_assert_int_ge(c, 0);
+        ck_assert_int_lt(c, 2);
+        per[c]++;
+    }
+    ck_assert_int_eq(per[0], N / 2);
+    ck_assert_int_eq(per[1], N / 2);
+    ck_assert(vt_test_wait_parked(t.rt, 0, 0, N));
+    for (int c = 0; c < 2; c++) {
+        vt_carrier_stats_t s;
+        ck_assert_int_eq(vt_runtime_carrier_stats(t.rt, c, &s), APR_SUCCESS);
+        ck_assert_uint_eq(s.live, N / 2);
+        ck_assert_uint_eq(s.parked_sync, N / 2);
+    }
+    ck_assert_uint_eq(vthread_event_broadcast(p.ev), N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
+    }
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+START_TEST(test_stack_cache_watermark)
+{
+    enum { N = 12 };
+    vt_test_rt_t t;
+    parks_t p;
+    vt_fiber_t *f[N];
+    vt_carrier_stats_t s;
+    vt_test_config(&t, 1);
+    t.cfg.stack_size = 64 * 1024;
+    t.cfg.stack_cache_hot = 2;
+    vt_test_rt_start_cfg(&t);
+    ck_assert_int_eq(vthread_event_create(&p.ev, t.pool), APR_SUCCESS);
+    for (int i = 0; i < N; i++) {
+        f[i] = vt_test_go(&t, fn_park_sync, &p, "stacked");
+    }
+    ck_assert(vt_test_wait_parked(t.rt, 0, 0, N));
+    ck_assert_uint_eq(vthread_event_broadcast(p.ev), N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
+    }
+    ck_assert_int_eq(vt_runtime_carrier_stats(t.rt, 0, &s), APR_SUCCESS);
+    /* released stacks are kept for reuse, only `hot` of them committed */
+    ck_assert_uint_ge(s.stacks_cached, 2);
+    ck_assert_uint_le(s.stacks_cached, N);
+    ck_assert_uint_le(s.stacks_cached_bytes, 2 * 64 * 1024);
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+static _Atomic int threads_made;
+
+static apr_status_t counting_thread_create(apr_thread_t **thread,
+                                           apr_threadattr_t *attr,
+                                           apr_thread_start_t fn, void *data,
+                                           apr_pool_t *p)
+{
+    atomic_fetch_add(&threads_made, 1);
+    return apr_thread_create(thread, attr, fn, data, p);
+}
+
+START_TEST(test_thread_create_hook)
+{
+    vt_test_rt_t t;
+    atomic_store(&threads_made, 0);
+    vt_test_config(&t, 3);
+    t.cfg.thread_create = counting_thread_create;
+    vt_test_rt_start_cfg(&t);
+    /* three carriers, plus the watchdog (pinned_warn is on by default) */
+    ck_assert_int_ge(atomic_load(&threads_made), 3);
+    ck_assert_int_le(atomic_load(&threads_made), 4);
+    ck_assert_int_eq(vt_test_run(&t, fn_nothing, NULL), APR_SUCCESS);
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Stop with fibers parked everywhere. */
+
+enum {
+    W_SLEEP, W_RECV, W_WAIT_FD, W_EVENT, W_MUTEX, W_COND, W_CHAN_RECV,
+    W_CHAN_SEND, W_JOIN, W_SPIN, W_STUBBORN, W_COUNT
+};
+
+static const char *const w_names[W_COUNT] = {
+    "sleep", "recv", "wait_fd", "event", "mutex", "cond", "chan_recv",
+    "chan_send", "join", "spin", "stubborn"
+};
+
+typedef struct stop_test_t stop_test_t;
+
+typedef struct {
+    stop_test_t *st;
+    int kind;
+} stop_arg_t;
+
+struct stop_test_t {
+    apr_socket_t *sock;
+    int fd;
+    vthread_event_t *ev;
+    vthread_mutex_t *held;      /* held by the test thread */
+    vthread_mutex_t *cm;
+    vthread_cond_t *cv;
+    vthread_chan_t *empty, *full;
+    vt_fiber_t *join_target;
+    apr_status_t rv[W_COUNT];
+    _Atomic int defers[W_COUNT];
+    _Atomic int ended[W_COUNT];
+    _Atomic int spinning;
+    int target_defers;
+    stop_arg_t args[W_COUNT];
+};
+
+static void count_defer(void *arg)
+{
+    stop_arg_t *a = arg;
+    atomic_fetch_add(&a->st->defers[a->kind], 1);
+}
+
+static apr_status_t fn_stop_victim(void *arg)
+{
+    stop_arg_t *a = arg;
+    stop_test_t *st = a->st;
+    apr_status_t rv = APR_EGENERAL;
+    char buf[8];
+    apr_size_t n = sizeof(buf);
+    void *item;
+    if (!VT_CHECK(vthread_defer(count_defer, a) == APR_SUCCESS)) {
+        return APR_EGENERAL;
+    }
+    switch (a->kind) {
+    case W_SLEEP:
+        rv = vthread_sleep(apr_time_from_sec(60));
+        break;
+    case W_RECV:
+        rv = vthread_socket_recv(st->sock, buf, &n);
+        break;
+    case W_WAIT_FD:
+        rv = vthread_wait_fd(st->fd, APR_POLLIN, -1);
+        break;
+    case W_EVENT:
+        rv = vthread_event_wait(st->ev, -1);
+        break;
+    case W_MUTEX:
+        rv = vthread_mutex_lock(st->held);
+        if (rv == APR_SUCCESS) {
+            vthread_mutex_unlock(st->held);
+        }
+        break;
+    case W_COND:
+        if (VT_CHECK(vthread_mutex_lock(st->cm) == APR_SUCCESS)) {
+            rv = vthread_cond_wait(st->cv, st->cm, -1);
+            vthread_mutex_unlock(st->cm);
+        }
+        break;
+    case W_CHAN_RECV:
+        rv = vthread_chan_recv(st->empty, &item, -1);
+        break;
+    case W_CHAN_SEND:
+        rv = vthread_chan_send(st->full, NULL, -1);
+        break;
+    case W_JOIN:
+        rv = vt_fiber_join(st->join_target, -1, NULL);
+        break;
+    case W_SPIN: {
+        /* never parks: stop has to wait for it */
+        apr_time_t end = apr_time_now() + VT_MS(300);
+        atomic_store(&st->spinning, 1);
+        while (apr_time_now() < end) {
+        }
+        rv = vthread_cancelled() ? APR_ECONNABORTED : APR_SUCCESS;
+        break;
+    }
+    case W_STUBBORN:
+        /* ignores the first ECONNABORTED and keeps waiting: every later
+         * wait fails at once, so it still ends quickly */
+        for (int i = 0; i < 50; i++) {
+            rv = vthread_sleep(apr_time_from_sec(1));
+        }
+        break;
+    }
+    st->rv[a->kind] = rv;
+    atomic_store(&st->ended[a->kind], 1);
+    return rv;
+}
+
+static void target_defer(void *arg)
+{
+    ((stop_test_t *)arg)->target_defers++;
+}
+
+/* Parks until stop cancels it, then keeps its carrier 300 ms before it
+ * ends, so that the fiber joining it is surely cancelled before it ends
+ * (were it to end first, that join would succeed and free the handle). */
+static apr_status_t fn_join_target(void *arg)
+{
+    stop_test_t *st = arg;
+    apr_status_t rv;
+    apr_time_t end;
+    VT_CHECK(vthread_defer(target_defer, st) == APR_SUCCESS);
+    rv = vthread_sleep(apr_time_from_sec(60));
+    end = apr_time_now() + VT_MS(300);
+    while (apr_time_now() < end) {
+    }
+    return rv;
+}
+
+static int spinning(void *arg)
+{
+    return atomic_load(&((stop_test_t *)arg)->spinning);
+}
+
+START_TEST(test_stop_with_parked_fibers)
+{
+    vt_test_rt_t t;
+    stop_test_t st;
+    apr_socket_t *cl, *sv;
+    int fds[2];
+    apr_time_t t0;
+    apr_interval_time_t took;
+    apr_status_t result = -1;
+    memset(&st, 0, sizeof(st));
+    ck_assert_int_eq(pipe(fds), 0);
+    vt_test_config(&t, 2);
+    t.cfg.pinned_warn = 0;
+    vt_test_rt_start_cfg(&t);
+    vt_test_socket_pair(t.pool, &cl, &sv);
+    st.sock = sv;
+    st.fd = fds[0];
+    ck_assert_int_eq(vthread_event_create(&st.ev, t.pool), APR_SUCCESS);
+    ck_assert_int_eq(vthread_mutex_create(&st.held, t.pool), APR_SUCCESS);
+    ck_assert_int_eq(vthread_mutex_create(&st.cm, t.pool), APR_SUCCESS);
+    ck_assert_int_eq(vthread_cond_create(&st.cv, t.pool), APR_SUCCESS);
+    ck_assert_int_eq(vthread_chan_create(&st.empty, 1, t.pool), APR_SUCCESS);
+    ck_assert_int_eq(vthread_chan_create(&st.full, 1, t.pool), APR_SUCCESS);
+    ck_assert_int_eq(vthread_chan_send(st.full, NULL, 0), APR_SUCCESS);
+    ck_assert_int_eq(vthread_mutex_lock(st.held), APR_SUCCESS);
+    st.join_target = vt_test_go(&t, fn_join_target, &st, "join-target");
+
+    for (int k = 0; k < W_COUNT; k++) {
+        st.args[k].st = &st;
+        st.args[k].kind = k;
+        if (k == W_SPIN) {
+            continue;
+        }
+        vt_fiber_detach(vt_test_go(&t, fn_stop_victim, &st.args[k],
+                                   w_names[k]));
+    }
+    /* sleep, join target, stubborn / recv, wait_fd / event, mutex, cond,
+     * chan recv, chan send, join */
+    ck_assert(vt_test_wait_parked(t.rt, 3, 2, 6));
+    vt_fiber_detach(vt_test_go(&t, fn_stop_victim, &st.args[W_SPIN],
+                               w_names[W_SPIN]));
+    ck_assert(vt_test_wait_until(spinning, &st, apr_time_from_sec(10)));
+
+    t0 = apr_time_now();
+    ck_assert_int_eq(vt_runtime_stop(t.rt), APR_SUCCESS);
+    took = vt_test_elapsed(t0);
+    ck_assert_int_lt(took, apr_time_from_sec(10));
+    ck_assert_uint_eq(vt_runtime_live(t.rt), 0);
+
+    for (int k = 0; k < W_COUNT; k++) {
+        ck_assert_msg(atomic_load(&st.ended[k]) == 1, "%s: did not end",
+                      w_names[k]);
+        ck_assert_msg(atomic_load(&st.defers[k]) == 1,
+                      "%s: deferred call ran %d times", w_names[k],
+                      atomic_load(&st.defers[k]));
+        if (k == W_SPIN) {
+            continue;
+        }
+        ck_assert_msg(st.rv[k] == APR_ECONNABORTED,
+                      "%s: wait returned %d, not APR_ECONNABORTED",
+                      w_names[k], st.rv[k]);
+    }
+    /* the spinner was cancelled too (stop began while it ran), and stop
+     * waited for it */
+    ck_assert_msg(st.rv[W_SPIN] == APR_ECONNABORTED,
+                  "a fiber running (not parked) while stop began still saw "
+                  "vthread_cancelled() == 0 when it ended 300 ms later");
+    ck_assert_int_eq(st.target_defers, 1);
+    /* the joined handle is still ours: its fiber ended, join frees it */
+    ck_assert_int_eq(vt_fiber_join(st.join_target, 0, &result), APR_SUCCESS);
+    ck_assert_int_eq(result, APR_ECONNABORTED);
+
+    /* nothing more is accepted */
+    {
+        vt_fiber_t *f = NULL;
+        ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_nothing, NULL, "late"),
+                         APR_ECONNABORTED);
+    }
+    ck_assert_int_eq(vthread_mutex_unlock(st.held), APR_SUCCESS);
+    vt_test_rt_stop(&t);        /* stops again: safe */
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
+/* A cleanup on the runtime's pool stops it. */
+START_TEST(test_pool_cleanup_stops)
+{
+    vt_test_rt_t t;
+    stop_test_t st;
+    apr_pool_t *sub;
+    vt_runtime_t *rt;
+    memset(&st, 0, sizeof(st));
+    vt_test_config(&t, 2);
+    ck_assert_int_eq(apr_pool_create(&t.pool, NULL), APR_SUCCESS);
+    ck_assert_int_eq(apr_pool_create(&sub, t.pool), APR_SUCCESS);
+    vt_test_failures_reset();
+    ck_assert_int_eq(vt_runtime_create(&rt, &t.cfg, sub), APR_SUCCESS);
+    st.args[W_SLEEP].st = &st;
+    st.args[W_SLEEP].kind = W_SLEEP;
+    {
+        vt_fiber_t *f;
+        ck_assert_int_eq(vt_fiber_create(&f, rt, fn_stop_victim,
+                                         &st.args[W_SLEEP], "sleeper"),
+                         APR_SUCCESS);
+        vt_fiber_start(f);
+        vt_fiber_detach(f);
+    }
+    ck_assert(vt_test_wait_parked(rt, 1, 0, 0));
+    apr_pool_destroy(sub);
+    ck_assert_ptr_null(vt_runtime_default());
+    ck_assert_int_eq(atomic_load(&st.ended[W_SLEEP]), 1);
+    ck_assert_int_eq(atomic_load(&st.defers[W_SLEEP]), 1);
+    ck_assert_int_eq(st.rv[W_SLEEP], APR_ECONNABORTED);
+    apr_pool_destroy(t.pool);
+    vt_test_assert_no_failures();
+}
+END_TEST
+
+/* Create and stop many times, with fibers each time (leaks show under
+ * valgrind and LSan). */
+START_TEST(test_create_stop_cycles)
+{
+    const int cycles = VT_N(20, 4);
+    for (int c = 0; c < cycles; c++) {
+        vt_test_rt_t t;
+        vt_fiber_t *f[8];
+        vt_test_rt_start(&t, 1 + c % 3);
+        for (int i = 0; i < 8; i++) {
+            f[i] = vt_test_go(&t, fn_work, NULL, "cycle");
+        }
+        for (int i = 0; i < 4; i++) {
+            ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
+        }
+        for (int i = 4; i < 8; i++) {
+            vt_fiber_detach(f[i]);
+        }
+        vt_test_rt_stop(&t);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("vt_runtime");
+    TCase *tc = vt_test_tcase("runtime");
+    tcase_add_test(tc, test_config_defaults);
+    tcase_add_test(tc, test_config_check);
+    tcase_add_test(tc, test_create_refuses_bad_config);
+    tcase_add_test(tc, test_bad_config_not_on_stderr);
+    tcase_add_test(tc, test_carriers);
+    tcase_add_test(tc, test_default_runtime);
+    tcase_add_test(tc, test_stats_move);
+    tcase_add_test(tc, test_stats_parked_kinds);
+    tcase_add_test(tc, test_max_fibers);
+    tcase_add_test(tc, test_least_loaded);
+    tcase_add_test(tc, test_stack_cache_watermark);
+    tcase_add_test(tc, test_thread_create_hook);
+    tcase_add_test(tc, test_stop_with_parked_fibers);
+    tcase_add_test(tc, test_pool_cleanup_stops);
+    tcase_add_test(tc, test_create_stop_cycles);
+    suite_add_tcase(s, tc);
+    return vt_test_main(s);
+}
