@@ -54,6 +54,12 @@
 extern "C" {
 #endif
 
+/* mod_vthread.so is built with hidden visibility; this API is what it
+ * exports. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility push(default)
+#endif
+
 /** Major version of this API; bumped on incompatible change. */
 #define VTHREAD_API_MAJOR 1
 /** Minor version of this API; bumped when calls are added. */
@@ -296,6 +302,10 @@ apr_status_t vthread_chan_recv(vthread_chan_t *ch, void **item,
 void vthread_chan_close(vthread_chan_t *ch);
 
 /** @} */
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -18,7 +18,14 @@
 #define VT_POLL_INTERVAL 50
 #define VT_RUNS_PER_CLOCK 32
 
-static _Thread_local vt_carrier_t *tls_carrier;
+/* How often released stacks beyond the hot watermark give back their
+ * pages: RSS follows the live fiber count this closely. */
+#define VT_TRIM_INTERVAL (250 * 1000)
+
+/* initial-exec: in mod_vthread.so a global-dynamic TLS read is a call to
+ * __tls_get_addr on every API entry; 8 bytes of static TLS avoid it. */
+static _Thread_local vt_carrier_t *tls_carrier
+    __attribute__((tls_model("initial-exec")));
 
 vt_carrier_t *vt_carrier_self(void)
 {
@@ -196,6 +203,15 @@ static void live_unlink(vt_carrier_t *c, vt_fiber_t *f)
     c->owned--;
 }
 
+static void publish_stack_stats(vt_carrier_t *c)
+{
+    atomic_store_explicit(&c->stacks_cached, c->stacks.nfree,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->stacks_hot_bytes,
+                          vt_stack_cache_hot_bytes(&c->stacks),
+                          memory_order_relaxed);
+}
+
 /* A fiber reaches its carrier for the first time: give it a stack. */
 static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
 {
@@ -204,7 +220,8 @@ static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
         char err[120];
         vt_log(c->rt, VT_LOG_ERR, VT_MSG_STACK,
                "carrier %d: cannot map a %lu-byte fiber stack for '%s': "
-               "%s; the fiber does not run", c->index,
+               "%s; the fiber does not run (each fiber takes two memory "
+               "mappings: check vm.max_map_count and RLIMIT_AS)", c->index,
                (unsigned long)c->stacks.size, f->label,
                apr_strerror(rv, err, sizeof(err)));
         f->stack = NULL;
@@ -215,11 +232,7 @@ static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
     }
     f->stack->fiber_id = f->id;
     memcpy(f->stack->label, f->label, sizeof(f->stack->label));
-    atomic_store_explicit(&c->stacks_cached, c->stacks.nfree,
-                          memory_order_relaxed);
-    atomic_store_explicit(&c->stacks_hot_bytes,
-                          vt_stack_cache_hot_bytes(&c->stacks),
-                          memory_order_relaxed);
+    publish_stack_stats(c);
     f->ctx = make_fcontext(f->stack->hi, (size_t)(f->stack->hi - f->stack->lo),
                            vt_fiber_entry);
     live_link(c, f);
@@ -235,12 +248,20 @@ static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
     live_unlink(c, f);
     vt_stack_put(&c->stacks, f->stack);
     f->stack = NULL;
-    atomic_store_explicit(&c->stacks_cached, c->stacks.nfree,
-                          memory_order_relaxed);
-    atomic_store_explicit(&c->stacks_hot_bytes,
-                          vt_stack_cache_hot_bytes(&c->stacks),
-                          memory_order_relaxed);
+    publish_stack_stats(c);
     vt_fiber_finished(f);
+}
+
+/* Trimming is pointless once stopping: every mapping is unmapped soon. */
+static void trim_stacks(vt_carrier_t *c, apr_time_t now)
+{
+    if (now < c->next_trim || c->stop_seen) {
+        return;
+    }
+    c->next_trim = now + VT_TRIM_INTERVAL;
+    if (vt_stack_cache_trim(&c->stacks)) {
+        publish_stack_stats(c);
+    }
 }
 
 static void drain_inbox(vt_carrier_t *c)
@@ -354,15 +375,24 @@ static int close_if_idle(vt_carrier_t *c)
 static apr_interval_time_t poll_timeout(vt_carrier_t *c)
 {
     vt_timer_t *next;
+    apr_time_t wake_at = 0, now;
     if (c->runq_head) {
         return 0;
     }
     next = vt_timer_peek(&c->timers);
-    if (!next) {
+    if (next) {
+        wake_at = next->when;
+    }
+    /* An idle carrier still wakes to give back stack pages. */
+    if (c->stacks.nhot > c->stacks.hot_max && !c->stop_seen
+        && (!wake_at || c->next_trim < wake_at)) {
+        wake_at = c->next_trim;
+    }
+    if (!wake_at) {
         return -1;
     }
-    apr_time_t now = vt_now();
-    return next->when > now ? next->when - now : 0;
+    now = vt_now();
+    return wake_at > now ? wake_at - now : 0;
 }
 
 void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
@@ -395,7 +425,9 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
                    "carrier %d: epoll_wait failed: %s", c->index,
                    apr_strerror(rv, err, sizeof(err)));
         }
-        vt_timer_expire(&c->timers, vt_now());
+        apr_time_t now = vt_now();
+        vt_timer_expire(&c->timers, now);
+        trim_stacks(c, now);
     }
 
     vt_guard_thread_leave();

@@ -39,6 +39,7 @@ typedef struct vt_carrier_t {
     vt_timer_heap_t timers;
     vt_stack_cache_t stacks;
     int stop_seen;              /**< this carrier has cancelled its fibers */
+    apr_time_t next_trim;       /**< when to trim the stack cache next */
 
     pthread_mutex_t inbox_lock;
     vt_fiber_t *inbox_head;     /**< to make runnable (new or woken) */
@@ -73,6 +74,17 @@ struct vt_runtime_t {
     int carriers_exited;
     struct vt_watchdog_t *watchdog;
 };
+
+/** Has @a f been cancelled, or is its runtime stopping? Checked by every
+ *  wait, so a fiber that runs while stop begins sees it at once, even if
+ *  its carrier is too busy to pass the cancel on yet. Inline: a yield
+ *  makes this check. */
+static inline int vt_fiber_is_cancelled(vt_fiber_t *f)
+{
+    return atomic_load_explicit(&f->cancelled, memory_order_relaxed)
+           || atomic_load_explicit(&f->carrier->rt->stopping,
+                                   memory_order_relaxed);
+}
 
 /** This thread's carrier, or NULL. */
 vt_carrier_t *vt_carrier_self(void);

@@ -241,14 +241,6 @@ void vthread_cancel(vthread_t *thread)
     vt_fiber_cancel(thread);
 }
 
-int vt_fiber_is_cancelled(const vt_fiber_t *f)
-{
-    return atomic_load_explicit(&((vt_fiber_t *)f)->cancelled,
-                                memory_order_relaxed)
-           || atomic_load_explicit(&f->carrier->rt->stopping,
-                                   memory_order_relaxed);
-}
-
 int vthread_cancelled(void)
 {
     vt_fiber_t *f = vt_fiber_current();

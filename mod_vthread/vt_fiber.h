@@ -69,11 +69,6 @@ struct vthread_t {
 /** The fiber running on this thread's carrier, or NULL. */
 vt_fiber_t *vt_fiber_current(void);
 
-/** Has @a f been cancelled, or is its runtime stopping? (Checked by
- *  every wait, so a fiber that runs while stop begins sees it at once,
- *  even if its carrier is too busy to pass on the cancel yet.) */
-int vt_fiber_is_cancelled(const vt_fiber_t *f);
-
 /** Drop one reference; the last frees the object. */
 void vt_fiber_unref(vt_fiber_t *f);
 

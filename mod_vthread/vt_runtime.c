@@ -65,6 +65,7 @@ static apr_status_t runtime_cleanup(void *data)
 static void join_carriers(vt_runtime_t *rt, int started)
 {
     apr_time_t next_report = vt_now() + VT_STOP_REPORT_EVERY;
+    apr_uint32_t last_live = atomic_load(&rt->live);
     pthread_mutex_lock(&rt->exit_lock);
     while (rt->carriers_exited < started) {
         struct timespec until;
@@ -72,10 +73,17 @@ static void join_carriers(vt_runtime_t *rt, int started)
         until.tv_nsec = (long)(next_report % APR_USEC_PER_SEC) * 1000;
         if (pthread_cond_timedwait(&rt->exit_cond, &rt->exit_lock, &until)
             != 0 && vt_now() >= next_report) {
-            vt_log(rt, VT_LOG_WARNING, VT_MSG_STOP_WAIT,
-                   "stopping: still waiting for %u fibers to end (cancelled "
-                   "fibers that never park cannot be interrupted)",
-                   (unsigned)atomic_load(&rt->live));
+            /* Only when no fiber ended meanwhile: a long but moving stop
+             * (100,000 fibers unwinding) is not stuck. */
+            apr_uint32_t live = atomic_load(&rt->live);
+            if (live == last_live) {
+                vt_log(rt, VT_LOG_WARNING, VT_MSG_STOP_WAIT,
+                       "stopping: %u fibers have not ended in %d s although "
+                       "cancelled; a fiber that never parks (a CPU loop, a "
+                       "blocking call) cannot be interrupted", (unsigned)live,
+                       (int)(VT_STOP_REPORT_EVERY / APR_USEC_PER_SEC));
+            }
+            last_live = live;
             next_report = vt_now() + VT_STOP_REPORT_EVERY;
         }
     }

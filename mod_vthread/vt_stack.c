@@ -39,12 +39,12 @@ void vt_stack_cache_init(vt_stack_cache_t *sc, apr_size_t size,
     sc->hot_max = hot_max;
 }
 
-/* The vt_stack_t lives in the top page of its own mapping: no allocation
- * besides the mmap, and it stays readable until the cache is destroyed. */
+/* The vt_stack_t sits at the top of its own mapping, the stack just below
+ * it: no allocation besides the mmap, and it stays readable until the
+ * cache is destroyed. */
 static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
 {
-    apr_size_t meta = vt_page_size();
-    apr_size_t mapped = sc->guard + sc->size + meta;
+    apr_size_t mapped = sc->guard + sc->size;
     char *base = mmap(NULL, mapped, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
                       -1, 0);
@@ -56,11 +56,12 @@ static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
         munmap(base, mapped);
         return rv;
     }
-    vt_stack_t *st = (vt_stack_t *)(base + sc->guard + sc->size);
+    uintptr_t top = (uintptr_t)(base + mapped) - sizeof(vt_stack_t);
+    vt_stack_t *st = (vt_stack_t *)(top & ~(uintptr_t)63);
     st->base = base;
     st->mapped = mapped;
     st->lo = base + sc->guard;
-    st->hi = base + sc->guard + sc->size;
+    st->hi = (char *)st;
     st->hot = 1;
     st->valgrind_id = vt_annotate_stack_register(st->lo, st->hi);
     st->all_next = sc->all;
@@ -71,8 +72,8 @@ static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
 }
 
 /* The free list is most recent first, and its committed (hot) stacks are
- * a prefix of it ending at last_hot: a get takes the hottest, a put that
- * goes over hot_max gives back the pages of the oldest hot one. */
+ * a prefix of it ending at last_hot: a get takes the hottest, a trim gives
+ * back the pages of the oldest hot ones. */
 apr_status_t vt_stack_get(vt_stack_cache_t *sc, vt_stack_t **st)
 {
     vt_stack_t *s = sc->free;
@@ -110,13 +111,23 @@ void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st)
     if (!sc->last_hot) {
         sc->last_hot = st;
     }
-    if (sc->nhot > sc->hot_max) {
+}
+
+apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc)
+{
+    apr_size_t page = vt_page_size();
+    apr_uint32_t trimmed = 0;
+    while (sc->nhot > sc->hot_max) {
         vt_stack_t *cold = sc->last_hot;
-        madvise(cold->lo, sc->size, MADV_DONTNEED);
+        /* Not the top page: it holds this header. */
+        char *end = (char *)((uintptr_t)cold->hi & ~(uintptr_t)(page - 1));
+        madvise(cold->lo, (size_t)(end - cold->lo), MADV_DONTNEED);
         cold->hot = 0;
         sc->nhot--;
         sc->last_hot = sc->nhot ? cold->prev : NULL;
+        trimmed++;
     }
+    return trimmed;
 }
 
 apr_size_t vt_stack_cache_hot_bytes(const vt_stack_cache_t *sc)

@@ -4,9 +4,11 @@
  *        committed, cached per carrier.
  *
  * A stack cache belongs to one carrier and is used only from its thread.
- * Released stacks are kept for reuse; the most recent `hot` of them keep
- * their pages, older ones are madvise()d back to the kernel so that RSS
- * follows the live fiber count while the mapping stays reusable. Mappings
+ * Released stacks are kept for reuse. vt_stack_cache_trim(), which the
+ * carrier calls a few times a second, gives the pages of all but the
+ * `hot_max` most recently released back to the kernel (madvise), so RSS
+ * follows the live fiber count while the mappings stay reusable; trimming
+ * on every release would cost a TLB shoot-down per ended fiber. Mappings
  * are unmapped only by vt_stack_cache_destroy(), so a stack address read
  * by another thread (the watchdog) always stays mapped while the runtime
  * lives.
@@ -17,11 +19,12 @@
 #include <apr.h>
 #include <apr_errno.h>
 
-/** One fiber stack. The struct itself lives in a page at the top of the
- *  stack's own mapping, so it is readable as long as the cache lives. */
+/** One fiber stack. The struct itself lives at the very top of the
+ *  stack's own mapping (the stack grows down from just below it), so it
+ *  costs no page of its own and is readable as long as the cache lives. */
 typedef struct vt_stack_t {
     char *base;         /**< lowest address of the mapping (guard page) */
-    apr_size_t mapped;  /**< bytes mapped: guard, stack, this page */
+    apr_size_t mapped;  /**< bytes mapped: guard, then stack and this */
     char *lo;           /**< lowest usable byte (just above the guard) */
     char *hi;           /**< one past the highest usable byte */
     int hot;            /**< pages still committed (not madvised) */
@@ -71,8 +74,15 @@ void vt_stack_cache_init(vt_stack_cache_t *sc, apr_size_t size,
  */
 apr_status_t vt_stack_get(vt_stack_cache_t *sc, vt_stack_t **st);
 
-/** Give a stack back to its cache. */
+/** Give a stack back to its cache (its pages stay committed until the
+ *  next trim). */
 void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st);
+
+/**
+ * Give back the pages of released stacks beyond the hot_max most recent.
+ * @return how many stacks were trimmed
+ */
+apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc);
 
 /** Bytes of released stacks that are still committed (upper bound). */
 apr_size_t vt_stack_cache_hot_bytes(const vt_stack_cache_t *sc);

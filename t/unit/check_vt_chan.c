@@ -505,17 +505,15 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_chan");
-    TCase *tc = vt_test_tcase("chan");
-    tcase_add_test(tc, test_create_capacity);
-    tcase_add_test(tc, test_fifo_on_fiber);
-    tcase_add_test(tc, test_fifo_off_fiber);
-    tcase_add_test(tc, test_producer_consumer_fibers);
-    tcase_add_test(tc, test_plain_thread_ends);
-    tcase_add_test(tc, test_back_pressure);
-    tcase_add_test(tc, test_close_drains_then_eof);
-    tcase_add_test(tc, test_close_wakes_waiters);
-    tcase_add_test(tc, test_many_producers_consumers);
-    tcase_add_test(tc, test_cancel_parked);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_create_capacity);
+    vt_test_add(s, test_fifo_on_fiber);
+    vt_test_add(s, test_fifo_off_fiber);
+    vt_test_add(s, test_producer_consumer_fibers);
+    vt_test_add(s, test_plain_thread_ends);
+    vt_test_add(s, test_back_pressure);
+    vt_test_add(s, test_close_drains_then_eof);
+    vt_test_add(s, test_close_wakes_waiters);
+    vt_test_add(s, test_many_producers_consumers);
+    vt_test_add(s, test_cancel_parked);
     return vt_test_main(s);
 }

@@ -328,13 +328,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_guard");
-    TCase *tc = vt_test_tcase("guard");
-    tcase_add_test(tc, test_overflow_reported);
-    tcase_add_test(tc, test_overflow_names_right_fiber);
-    tcase_add_test(tc, test_null_deref_on_fiber);
-    tcase_add_test(tc, test_null_deref_off_fiber);
-    tcase_add_test(tc, test_guard_page_faults);
-    tcase_add_test(tc, test_bounded_recursion_ok);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_overflow_reported);
+    vt_test_add(s, test_overflow_names_right_fiber);
+    vt_test_add(s, test_null_deref_on_fiber);
+    vt_test_add(s, test_null_deref_off_fiber);
+    vt_test_add(s, test_guard_page_faults);
+    vt_test_add(s, test_bounded_recursion_ok);
     return vt_test_main(s);
 }

@@ -1088,24 +1088,22 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_io");
-    TCase *tc = vt_test_tcase("io");
-    tcase_add_test(tc, test_echo_fibers);
-    tcase_add_test(tc, test_big_send_small_rcvbuf);
-    tcase_add_test(tc, test_sendv);
-    tcase_add_test(tc, test_recv_timeout);
-    tcase_add_test(tc, test_send_timeout);
-    tcase_add_test(tc, test_accept_timeout);
-    tcase_add_test(tc, test_accept_parks);
-    tcase_add_test(tc, test_connect_refused);
-    tcase_add_test(tc, test_wait_io_then_data_then_eof);
-    tcase_add_test(tc, test_wait_io_hangup);
-    tcase_add_test(tc, test_wait_io_timeout_and_writable);
-    tcase_add_test(tc, test_wait_fd_pipe);
-    tcase_add_test(tc, test_cancel_io_wait);
-    tcase_add_test(tc, test_many_connections);
-    tcase_add_test(tc, test_off_fiber_with_runtime);
-    tcase_add_test(tc, test_off_fiber_no_runtime);
-    tcase_add_test(tc, test_off_fiber_plain_thread);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_echo_fibers);
+    vt_test_add(s, test_big_send_small_rcvbuf);
+    vt_test_add(s, test_sendv);
+    vt_test_add(s, test_recv_timeout);
+    vt_test_add(s, test_send_timeout);
+    vt_test_add(s, test_accept_timeout);
+    vt_test_add(s, test_accept_parks);
+    vt_test_add(s, test_connect_refused);
+    vt_test_add(s, test_wait_io_then_data_then_eof);
+    vt_test_add(s, test_wait_io_hangup);
+    vt_test_add(s, test_wait_io_timeout_and_writable);
+    vt_test_add(s, test_wait_fd_pipe);
+    vt_test_add(s, test_cancel_io_wait);
+    vt_test_add(s, test_many_connections);
+    vt_test_add(s, test_off_fiber_with_runtime);
+    vt_test_add(s, test_off_fiber_no_runtime);
+    vt_test_add(s, test_off_fiber_plain_thread);
     return vt_test_main(s);
 }

@@ -377,18 +377,16 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_reactor");
-    TCase *tc = vt_test_tcase("reactor");
-    tcase_add_test(tc, test_init_destroy_no_fd_leak);
-    tcase_add_test(tc, test_poll_timeout);
-    tcase_add_test(tc, test_pipe_readable);
-    tcase_add_test(tc, test_pipe_writable);
-    tcase_add_test(tc, test_hangup);
-    tcase_add_test(tc, test_add_twice_ebusy);
-    tcase_add_test(tc, test_regular_file_refused);
-    tcase_add_test(tc, test_many_ready);
-    tcase_add_test(tc, test_wakeup_other_thread);
-    tcase_add_test(tc, test_wakeup_before_poll_coalesces);
-    tcase_add_test(tc, test_wakeup_storm);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_init_destroy_no_fd_leak);
+    vt_test_add(s, test_poll_timeout);
+    vt_test_add(s, test_pipe_readable);
+    vt_test_add(s, test_pipe_writable);
+    vt_test_add(s, test_hangup);
+    vt_test_add(s, test_add_twice_ebusy);
+    vt_test_add(s, test_regular_file_refused);
+    vt_test_add(s, test_many_ready);
+    vt_test_add(s, test_wakeup_other_thread);
+    vt_test_add(s, test_wakeup_before_poll_coalesces);
+    vt_test_add(s, test_wakeup_storm);
     return vt_test_main(s);
 }

@@ -402,19 +402,17 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_sleep");
-    TCase *tc = vt_test_tcase("sleep");
-    tcase_add_test(tc, test_sleep_bounds);
-    tcase_add_test(tc, test_sleep_zero_negative);
-    tcase_add_test(tc, test_sleep_order_one_carrier);
-    tcase_add_test(tc, test_sleep_order_two_carriers);
-    tcase_add_test(tc, test_sleepers_share_carrier);
-    tcase_add_test(tc, test_short_overtakes_long);
-    tcase_add_test(tc, test_yield_interleaves);
-    tcase_add_test(tc, test_yield_alone);
-    tcase_add_test(tc, test_yield_lets_sleeper_wake);
-    tcase_add_test(tc, test_off_fiber_no_runtime);
-    tcase_add_test(tc, test_off_fiber_with_runtime);
-    tcase_add_test(tc, test_sleep_cancelled);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_sleep_bounds);
+    vt_test_add(s, test_sleep_zero_negative);
+    vt_test_add(s, test_sleep_order_one_carrier);
+    vt_test_add(s, test_sleep_order_two_carriers);
+    vt_test_add(s, test_sleepers_share_carrier);
+    vt_test_add(s, test_short_overtakes_long);
+    vt_test_add(s, test_yield_interleaves);
+    vt_test_add(s, test_yield_alone);
+    vt_test_add(s, test_yield_lets_sleeper_wake);
+    vt_test_add(s, test_off_fiber_no_runtime);
+    vt_test_add(s, test_off_fiber_with_runtime);
+    vt_test_add(s, test_sleep_cancelled);
     return vt_test_main(s);
 }

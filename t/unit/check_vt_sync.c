@@ -700,23 +700,21 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_sync");
-    TCase *tc = vt_test_tcase("sync");
-    tcase_add_test(tc, test_event_kept_on_fiber);
-    tcase_add_test(tc, test_event_kept_off_fiber);
-    tcase_add_test(tc, test_event_wait_timeout);
-    tcase_add_test(tc, test_event_signal_one_broadcast_rest);
-    tcase_add_test(tc, test_event_cross_carrier);
-    tcase_add_test(tc, test_event_plain_thread);
-    tcase_add_test(tc, test_broadcast_many_from_thread);
-    tcase_add_test(tc, test_event_cancel);
-    tcase_add_test(tc, test_mutex_counter);
-    tcase_add_test(tc, test_mutex_trylock);
-    tcase_add_test(tc, test_mutex_fifo);
-    tcase_add_test(tc, test_mutex_cancel_waiter);
-    tcase_add_test(tc, test_cond_wait_timeout);
-    tcase_add_test(tc, test_cond_signal_from_thread);
-    tcase_add_test(tc, test_cond_broadcast);
-    tcase_add_test(tc, test_cond_cancel_relocks);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_event_kept_on_fiber);
+    vt_test_add(s, test_event_kept_off_fiber);
+    vt_test_add(s, test_event_wait_timeout);
+    vt_test_add(s, test_event_signal_one_broadcast_rest);
+    vt_test_add(s, test_event_cross_carrier);
+    vt_test_add(s, test_event_plain_thread);
+    vt_test_add(s, test_broadcast_many_from_thread);
+    vt_test_add(s, test_event_cancel);
+    vt_test_add(s, test_mutex_counter);
+    vt_test_add(s, test_mutex_trylock);
+    vt_test_add(s, test_mutex_fifo);
+    vt_test_add(s, test_mutex_cancel_waiter);
+    vt_test_add(s, test_cond_wait_timeout);
+    vt_test_add(s, test_cond_signal_from_thread);
+    vt_test_add(s, test_cond_broadcast);
+    vt_test_add(s, test_cond_cancel_relocks);
     return vt_test_main(s);
 }

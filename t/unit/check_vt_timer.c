@@ -1,6 +1,9 @@
 /* Unit tests for vt_timer.c: deadline order, FIFO ties, partial expiry,
  * removal from anywhere, timers touched from fire callbacks, and a
- * randomised comparison against a plain array model. */
+ * randomised comparison against a plain array model.
+ *
+ * Slow mode (VT_SLOW=1, ASan, valgrind: see vt_test_util.h) runs fewer
+ * random operations. */
 #include "vt_test_util.h"
 #include "vt_timer.h"
 
@@ -307,14 +310,12 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_timer");
-    TCase *tc = vt_test_tcase("timer");
-    tcase_add_test(tc, test_empty);
-    tcase_add_test(tc, test_order);
-    tcase_add_test(tc, test_ties_fifo);
-    tcase_add_test(tc, test_expire_due_only);
-    tcase_add_test(tc, test_remove);
-    tcase_add_test(tc, test_fire_callbacks_touch_heap);
-    tcase_add_test(tc, test_random_model);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_empty);
+    vt_test_add(s, test_order);
+    vt_test_add(s, test_ties_fifo);
+    vt_test_add(s, test_expire_due_only);
+    vt_test_add(s, test_remove);
+    vt_test_add(s, test_fire_callbacks_touch_heap);
+    vt_test_add(s, test_random_model);
     return vt_test_main(s);
 }

@@ -209,12 +209,10 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_watchdog");
-    TCase *tc = vt_test_tcase("watchdog");
-    tcase_add_test(tc, test_pinned_reported_once);
-    tcase_add_test(tc, test_each_pinned_fiber_reported);
-    tcase_add_test(tc, test_parking_fiber_not_reported);
-    tcase_add_test(tc, test_disabled);
-    tcase_add_test(tc, test_idle_not_reported);
-    suite_add_tcase(s, tc);
+    vt_test_add(s, test_pinned_reported_once);
+    vt_test_add(s, test_each_pinned_fiber_reported);
+    vt_test_add(s, test_parking_fiber_not_reported);
+    vt_test_add(s, test_disabled);
+    vt_test_add(s, test_idle_not_reported);
     return vt_test_main(s);
 }

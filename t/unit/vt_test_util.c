@@ -416,12 +416,13 @@ int vt_test_pattern_ok(const char *buf, apr_size_t len, apr_size_t off)
 
 /* ------------------------------------------------------------------ */
 
-TCase *vt_test_tcase(const char *name)
+void vt_test_add(Suite *s, const TTest *test)
 {
-    TCase *tc = tcase_create(name);
+    TCase *tc = tcase_create(test->name);
     tcase_set_timeout(tc, vt_test_timeout());
     tcase_add_checked_fixture(tc, NULL, leftover_teardown);
-    return tc;
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
 }
 
 int vt_test_main(Suite *s)

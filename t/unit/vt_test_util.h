@@ -187,9 +187,10 @@ int vt_test_pattern_ok(const char *buf, apr_size_t len, apr_size_t off);
  *  @return EXIT_SUCCESS if every test passed */
 int vt_test_main(Suite *s);
 
-/** A TCase with the suites' timeout applied, and a teardown that stops a
- *  runtime a failed test left running (so that with CK_FORK=no one
- *  failure does not cascade into the tests after it). */
-TCase *vt_test_tcase(const char *name);
+/** Add a test to @a s in a TCase of its own, named after the test (so
+ *  CK_RUN_CASE=test_name runs just that one), with the suites' timeout and
+ *  a teardown that stops a runtime a failed test left running (so that
+ *  with CK_FORK=no one failure does not cascade into the tests after). */
+void vt_test_add(Suite *s, const TTest *test);
 
 #endif /* VT_TEST_UTIL_H */
