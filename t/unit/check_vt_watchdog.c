@@ -4,8 +4,11 @@
  * sleeping and waking on time; fibers that park often or hold the carrier
  * briefly are not reported; pinned_warn 0 disables the watchdog.
  *
- * Slow mode (VT_SLOW=1, ASan, valgrind: see vt_test_util.h) spins five
- * times longer and widens the lateness bound accordingly. */
+ * Slow mode (VT_SLOW=1, ASan, valgrind: see vt_test_util.h) pins five
+ * times longer and widens the lateness bound accordingly. Under valgrind,
+ * which runs one thread at a time, a fiber spinning on the CPU starves the
+ * watchdog and the other carrier, so there the "spinning" fibers pin their
+ * carrier with a blocking call instead (which pins it just the same). */
 #include "vt_test_util.h"
 
 #include <stdatomic.h>
@@ -16,9 +19,15 @@ static apr_interval_time_t spin_time(void)
     return VT_MS(VT_N(300, 1500));
 }
 
+/* Hold the carrier for t without calling this API: spin on the CPU, or
+ * under valgrind make a blocking libc call. */
 static void spin(apr_interval_time_t t)
 {
     apr_time_t end = apr_time_now() + t;
+    if (vt_test_under_valgrind()) {
+        apr_sleep(t);
+        return;
+    }
     while (apr_time_now() < end) {
     }
 }
@@ -26,6 +35,13 @@ static void spin(apr_interval_time_t t)
 static apr_status_t fn_spin(void *arg)
 {
     spin(*(apr_interval_time_t *)arg);
+    return APR_SUCCESS;
+}
+
+/* A blocking libc call (not vthread_sleep) pins the carrier too. */
+static apr_status_t fn_block(void *arg)
+{
+    apr_sleep(*(apr_interval_time_t *)arg);
     return APR_SUCCESS;
 }
 
@@ -134,6 +150,27 @@ START_TEST(test_each_pinned_fiber_reported)
 }
 END_TEST
 
+START_TEST(test_blocking_call_reported)
+{
+    static const char label[] = "blocking-libc-call";
+    vt_test_rt_t t;
+    apr_interval_time_t st = spin_time();
+    vt_test_config(&t, 2);
+    t.cfg.pinned_warn = VT_MS(50);
+    vt_test_rt_start_cfg(&t);
+    ck_assert_int_eq(vt_test_join(vt_test_go(&t, fn_block, &st, label)),
+                     APR_SUCCESS);
+    apr_sleep(VT_MS(100));
+    if (vt_test_log_count(&t.log, VT_MSG_PINNED) != 1) {
+        vt_test_log_dump(&t.log);
+    }
+    ck_assert_int_eq(vt_test_log_count(&t.log, VT_MSG_PINNED), 1);
+    ck_assert(vt_test_log_find(&t.log, VT_MSG_PINNED, label));
+    ck_assert_uint_eq(pinned_on(t.rt, 0) + pinned_on(t.rt, 1), 1);
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
 /* Busy, but parking every few milliseconds, or busy only briefly: not
  * pinned. */
 static apr_status_t fn_busy_but_parks(void *arg)
@@ -211,6 +248,7 @@ int main(void)
     Suite *s = suite_create("vt_watchdog");
     vt_test_add(s, test_pinned_reported_once);
     vt_test_add(s, test_each_pinned_fiber_reported);
+    vt_test_add(s, test_blocking_call_reported);
     vt_test_add(s, test_parking_fiber_not_reported);
     vt_test_add(s, test_disabled);
     vt_test_add(s, test_idle_not_reported);

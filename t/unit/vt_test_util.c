@@ -35,6 +35,15 @@ int vt_test_slow(void)
     return 0;
 }
 
+int vt_test_under_valgrind(void)
+{
+#ifdef RUNNING_ON_VALGRIND
+    return RUNNING_ON_VALGRIND ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 int vt_test_timeout(void)
 {
     return vt_test_slow() ? 60 : 30;

@@ -35,6 +35,10 @@
 /** Slow mode: VT_SLOW=1, ASan build, or under valgrind. */
 int vt_test_slow(void);
 
+/** Running under valgrind (which runs one thread at a time, so a thread
+ *  spinning on the CPU can starve the others for long stretches)? */
+int vt_test_under_valgrind(void);
+
 /** @a normal, or @a slow in slow mode. */
 #define VT_N(normal, slow) (vt_test_slow() ? (slow) : (normal))
 
