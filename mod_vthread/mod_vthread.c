@@ -1,0 +1,53 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/*
+ * mod_vthread: run request handlers on fibers, so that a handler that
+ * waits does not hold an MPM worker. This file only wires httpd's hooks
+ * and directives to the units in vthread_*.c (see vthread_glue.h).
+ */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_connection.h>
+#include <http_protocol.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+
+#include "vthread_config.h"
+#include "vthread_glue.h"
+
+static void vthread_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_post_config(vthread_child_post_config, NULL, NULL,
+                        APR_HOOK_MIDDLE);
+    ap_hook_child_init(vthread_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
+    ap_hook_child_stopping(vthread_child_stopping, NULL, NULL,
+                           APR_HOOK_MIDDLE);
+#endif
+    ap_hook_pre_connection(vthread_filters_attach, NULL, NULL,
+                           APR_HOOK_MIDDLE);
+    ap_hook_handler(vthread_handler_offload, NULL, NULL,
+                    APR_HOOK_REALLY_FIRST);
+    ap_hook_suspend_connection(vthread_conn_suspended, NULL, NULL,
+                               APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(vthread_scoreboard_count, NULL, NULL,
+                            APR_HOOK_MIDDLE);
+    vthread_filters_register();
+    vthread_status_register();
+}
+
+AP_DECLARE_MODULE(vthread) = {
+    STANDARD20_MODULE_STUFF,
+    vthread_config_create_dir,
+    vthread_config_merge_dir,
+    vthread_config_create_srv,
+    NULL,
+    vthread_cmds,
+    vthread_register_hooks,
+#if defined(AP_MODULE_HAS_FLAGS)
+    AP_MODULE_FLAG_NONE
+#endif
+};

@@ -1,0 +1,216 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/**
+ * @file  vthread_glue.h
+ * @brief What the httpd glue files of mod_vthread share.
+ *
+ * The glue is split by httpd concept: vthread_config.c (directives),
+ * vthread_child.c (the runtime of each child), vthread_handler.c (the
+ * offload decision and the fiber that runs the real handler),
+ * vthread_conn.c (the connection after the handler: finish, write
+ * completion, keep-alive, next request, close, teardown),
+ * vthread_filters.c (client I/O that parks the fiber instead of blocking
+ * the carrier), vthread_scoreboard.c (accounting of offloaded requests),
+ * vthread_hangup.c (cancel the fiber of a client that went away),
+ * vthread_status.c (mod_status lines). mod_vthread.c only wires them.
+ *
+ * Ownership of a connection (the rule every file follows): a conn_rec and
+ * its pools are used by one thread at a time. The MPM owns a connection
+ * until the first offloaded request's suspend_connection hook; from then
+ * on mod_vthread owns it until teardown, and hands it on explicitly:
+ *   fiber (handler, finish, write completion, keep-alive wait)
+ *     -> ap_mpm_register_timed_callback -> MPM worker (read + process the
+ *        next request) -> fiber (a new one) -> ... -> teardown on a fiber.
+ * Whoever hands the connection on must not touch it (nor its pools, nor
+ * the vthread_conn_t stored in them) afterwards.
+ *
+ * Log message numbers: APLOGNO(10900) to APLOGNO(10949), by file (the
+ * demo module, mod_vthread_demo.c, uses 10950 to 10999):
+ *   10900-10919 vthread_child.c     10920-10929 vthread_handler.c
+ *   10930-10939 vthread_conn.c      10940-10949 vthread_filters.c
+ */
+#ifndef VTHREAD_GLUE_H
+#define VTHREAD_GLUE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <scoreboard.h>
+
+#include "vt_runtime.h"
+#include "vthread.h"
+
+/** The module. */
+extern module AP_MODULE_DECLARE_DATA vthread_module;
+
+/* Everything below is internal to mod_vthread.so: only vthread_module and
+ * the public API of vthread.h are exported. */
+#pragma GCC visibility push(hidden)
+
+typedef struct vthread_conn_t vthread_conn_t;
+typedef struct vthread_req_t vthread_req_t;
+
+/**
+ * An offloaded request (in r->request_config, allocated from r->pool).
+ * Its presence also tells the handler hook to decline: the real handler
+ * is being run for this request.
+ */
+struct vthread_req_t {
+    request_rec *r;
+    vthread_conn_t *conn;
+    /** The effective handler name when the handler phase ran. */
+    const char *handler;
+    /** Created in the handler hook; started by vthread_handler_start(). */
+    vt_fiber_t *fiber;
+    int started;
+    /** The real handler's result, mapped as ap_invoke_handler() does. */
+    int status;
+};
+
+/**
+ * mod_vthread's state of a connection (in c->conn_config, allocated from
+ * c->pool), created when a request of the connection is first offloaded.
+ * Used by whichever thread owns the connection (see above).
+ */
+struct vthread_conn_t {
+    conn_rec *c;
+    apr_socket_t *sock;
+    /** mod_vthread owns the connection (its first offload was released
+     *  by the MPM's suspend_connection hook). */
+    int owned;
+    /** When the MPM let go (the suspend_connection hook ran). */
+    apr_time_t released_at;
+    /** The MPM's last store after that hook (c->sbh = NULL): 0 not
+     *  checked yet, 1 seen, -1 not seen in time. */
+    int mpm_gone;
+    /** An offloaded request whose fiber is created but not started. */
+    vthread_req_t *pending;
+    /** A fiber owns the connection: the client I/O filters park it. */
+    int fiber_io;
+    /** KeepAliveTimeout that applies after the current request. */
+    apr_interval_time_t ka_timeout;
+    /** For the look at the socket after a keep-alive wait. */
+    apr_bucket_brigade *peek_bb;
+    /** Handle on the slot of the MPM worker running our callback
+     *  (vthread_scoreboard.c), or NULL. */
+    ap_sb_handle_t *sbh_worker;
+    /** Output filter bookkeeping (vthread_filters.c): what the core
+     *  output filter may still hold that we passed it. */
+    apr_size_t out_pending_bytes;
+    int out_pending_eors;
+    int out_pending_known;
+    apr_bucket_brigade *out_slice;
+    /** Hang-up watch (vthread_hangup.c), under its mutex: 0 when not
+     *  watched. */
+    apr_uint64_t hangup_token;
+    vt_fiber_t *hangup_fiber;
+    /** Keep-alive registry (vthread_conn.c), under its mutex. */
+    vt_fiber_t *idle_fiber;
+    vthread_conn_t *idle_prev;
+    vthread_conn_t *idle_next;
+};
+
+/* ---------------------------------------------------------- child */
+
+/** post_config: start-up warnings. */
+int vthread_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s);
+/** child_init: start the runtime of this child. */
+void vthread_child_init(apr_pool_t *pchild, server_rec *s);
+/** child_stopping: close idle connections, refuse keep-alive. */
+void vthread_child_stopping(apr_pool_t *pchild, int graceful);
+/** The runtime of this child, or NULL (not started, or stopped). */
+vt_runtime_t *vthread_child_runtime(void);
+/** Does the MPM suspend connections (event)? */
+int vthread_child_is_async(void);
+/** Is this child stopping (graceful or not)? */
+int vthread_child_is_stopping(void);
+
+/* -------------------------------------------------------- handler */
+
+/** handler hook (APR_HOOK_REALLY_FIRST): offload or decline. */
+int vthread_handler_offload(request_rec *r);
+/**
+ * Start the fiber of an offloaded request and give up its handle. The
+ * caller must not touch @a req, r or the connection afterwards.
+ */
+void vthread_handler_start(vthread_req_t *req);
+
+/* ----------------------------------------------------------- conn */
+
+/** Create the registry of idle connections for this child. */
+apr_status_t vthread_conn_child_init(apr_pool_t *pchild);
+/** Close idle owned connections now; no keep-alive from here on. */
+void vthread_conn_child_stopping(int graceful);
+/** The connection's state, or NULL if no request was offloaded on it. */
+vthread_conn_t *vthread_conn_get(conn_rec *c);
+/** The connection's state, created if needed (by its owning thread). */
+vthread_conn_t *vthread_conn_ensure(conn_rec *c);
+/**
+ * Async offload: remember @a req; its fiber starts when the MPM (first
+ * offload) or our own callback (later ones) has let go of the request.
+ * @return SUSPENDED
+ */
+int vthread_conn_offload(vthread_req_t *req);
+/** suspend_connection hook: the MPM has let go; start the fiber. */
+void vthread_conn_suspended(conn_rec *c, request_rec *r);
+/** A fiber takes the connection over (client I/O yields from now). */
+void vthread_conn_enter_fiber(vthread_conn_t *conn);
+/**
+ * On the request's fiber, once the response is complete (error page
+ * sent, request finalised): log the request, then carry the connection on
+ * (write completion, keep-alive, next request or close). The caller must
+ * not touch the request or the connection afterwards.
+ */
+void vthread_conn_finish_request(vthread_conn_t *conn, request_rec *r);
+
+/* -------------------------------------------------------- filters */
+
+/** Register the connection filters (from register_hooks). */
+void vthread_filters_register(void);
+/** pre_connection: insert the filters just above the core. */
+int vthread_filters_attach(conn_rec *c, void *csd);
+/**
+ * Send what the core output filter holds, parking the fiber while the
+ * socket is full; bounded by the socket's timeout (Timeout).
+ * @return APR_SUCCESS once nothing is held; otherwise the connection is
+ *         marked aborted and the error returned
+ */
+apr_status_t vthread_filters_drain(vthread_conn_t *conn);
+
+/* --------------------------------------------------------- hangup */
+
+/** Start watching clients for hang-ups in this child. */
+apr_status_t vthread_hangup_child_init(apr_pool_t *pchild);
+/** Stop watching (child exit). */
+void vthread_hangup_child_exit(void);
+/** On the fiber that runs @a conn's handler: cancel it if the client
+ *  hangs up. */
+void vthread_hangup_watch(vthread_conn_t *conn);
+/** Stop watching @a conn (before the connection goes on). */
+void vthread_hangup_unwatch(vthread_conn_t *conn);
+
+/* ----------------------------------------------------- scoreboard */
+
+/** Remember the scoreboard geometry for this child. */
+void vthread_scoreboard_child_init(void);
+/** On an MPM worker: find its scoreboard slot (once per thread). */
+void vthread_scoreboard_locate(void);
+/** On an MPM worker: a handle on its own slot for @a conn, or NULL. */
+ap_sb_handle_t *vthread_scoreboard_worker(vthread_conn_t *conn);
+/** log_transaction hook: count an offloaded request logged without a
+ *  scoreboard handle. */
+int vthread_scoreboard_count(request_rec *r);
+/** On an MPM worker (no-op elsewhere): add the offloaded requests counted
+ *  so far to its own slot. */
+void vthread_scoreboard_flush(void);
+
+/* --------------------------------------------------------- status */
+
+/** Add mod_vthread's lines to mod_status (from register_hooks). */
+void vthread_status_register(void);
+
+#pragma GCC visibility pop
+
+#endif /* VTHREAD_GLUE_H */

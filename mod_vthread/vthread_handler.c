@@ -1,0 +1,295 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/*
+ * The offload decision and the fiber that runs the real handler.
+ *
+ * Read from the decision to the end of the fiber:
+ * vthread_handler_offload()   handler hook, first in the chain, on the
+ *                             MPM worker: offload this request or not;
+ *   async MPM, HTTP/1.x       create the fiber, return SUSPENDED; the
+ *                             fiber starts later (vthread_handler_start,
+ *                             called by vthread_conn.c once the MPM or our
+ *                             callback has let go of the request);
+ *   other MPMs                create, start and join the fiber: the
+ *                             worker waits, nothing is suspended;
+ *   HTTP/2 streams            decline: the handler runs inline.
+ * vthread_handler_async_main  on the fiber: the real handler, its result
+ *                             mapped and answered as httpd would, then
+ *                             vthread_conn_finish_request() carries the
+ *                             connection on.
+ * vthread_handler_sync_main   on the fiber: the real handler only; the
+ *                             waiting worker does the rest.
+ * vthread_handler_discard     r->pool cleanup: a fiber never started (the
+ *                             MPM closed the connection instead of
+ *                             suspending it) gives its capacity back.
+ */
+#include <stdatomic.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+
+#include <apr_strings.h>
+
+#include "vthread_config.h"
+#include "vthread_glue.h"
+
+APLOG_USE_MODULE(vthread);
+
+static apr_status_t vthread_handler_async_main(void *arg);
+static apr_status_t vthread_handler_sync_main(void *arg);
+static int vthread_handler_run(vthread_req_t *req);
+static void vthread_handler_respond(request_rec *r, int status);
+static int vthread_handler_join(vthread_req_t *req);
+static int vthread_handler_overflow(request_rec *r, apr_status_t rv);
+static apr_status_t vthread_handler_discard(void *data);
+static int vthread_handler_is_h2(const request_rec *r);
+
+/** Last time a 503 at VThreadMaxFibers was logged (one a minute). */
+static atomic_llong vthread_handler_overflow_logged;
+
+int vthread_handler_offload(request_rec *r)
+{
+    conn_rec *c = r->connection;
+    const vthread_dir_conf_t *dc;
+    vt_runtime_t *rt;
+    vthread_req_t *req;
+    const char *label;
+    int async;
+    apr_status_t rv;
+
+    /* Any request on an MPM worker: add the offloaded requests counted so
+     * far to its scoreboard slot (before mod_status reads it). */
+    vthread_scoreboard_flush();
+
+    /* Subrequests and internal redirects (ErrorDocument) stay inline:
+     * suspending them crashes the child. */
+    if (r->main || r->prev) {
+        return DECLINED;
+    }
+    /* Our own request on its fiber: let the real handler run. */
+    if (ap_get_module_config(r->request_config, &vthread_module)) {
+        return DECLINED;
+    }
+    dc = ap_get_module_config(r->per_dir_config, &vthread_module);
+    if (!vthread_config_wants(dc, r->handler)) {
+        return DECLINED;
+    }
+    rt = vthread_child_runtime();
+    if (!rt || vthread_on_fiber() || vthread_handler_is_h2(r)) {
+        return DECLINED;
+    }
+
+    async = vthread_child_is_async() && c->cs && !c->clogging_input_filters;
+    req = apr_pcalloc(r->pool, sizeof(*req));
+    req->r = r;
+    req->handler = r->handler;
+    label = apr_psprintf(r->pool, "%s (client %s)",
+                         r->the_request ? r->the_request : r->uri,
+                         r->useragent_ip ? r->useragent_ip : "-");
+    rv = vt_fiber_create(&req->fiber, rt,
+                         async ? vthread_handler_async_main
+                               : vthread_handler_sync_main,
+                         req, label);
+    if (rv != APR_SUCCESS) {
+        return vthread_handler_overflow(r, rv);
+    }
+    req->conn = vthread_conn_ensure(c);
+    ap_set_module_config(r->request_config, &vthread_module, req);
+    apr_pool_cleanup_register(r->pool, req, vthread_handler_discard,
+                              apr_pool_cleanup_null);
+    if (async) {
+        return vthread_conn_offload(req);
+    }
+    return vthread_handler_join(req);
+}
+
+void vthread_handler_start(vthread_req_t *req)
+{
+    /* Once started, the fiber may finish the request and destroy r->pool
+     * (and req) at any moment: read what we need first. */
+    vt_fiber_t *f = req->fiber;
+
+    req->started = 1;
+    vt_fiber_start(f);
+    vt_fiber_detach(f);
+}
+
+/* ------------------------------------------------------------------ */
+
+static apr_status_t vthread_handler_async_main(void *arg)
+{
+    vthread_req_t *req = arg;
+    vthread_conn_t *conn = req->conn;
+    request_rec *r = req->r;
+    int status;
+
+    vthread_conn_enter_fiber(conn);
+    /* Stopping child: say "Connection: close" with this response. */
+    if (vthread_child_is_stopping()) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    vthread_hangup_watch(conn);
+    status = vthread_handler_run(req);
+    vthread_hangup_unwatch(conn);
+    if (status == SUSPENDED) {
+        /* The real handler suspended the request itself (as mod_dialup
+         * does) and will finish it from elsewhere; httpd 2.4 cannot give
+         * the connection back, so it is left to that handler, as stock
+         * httpd would leave it. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(10923)
+                      "handler \"%s\" returned SUSPENDED on a fiber: "
+                      "mod_vthread gives up this connection; do not "
+                      "combine VThreadHandler with handlers that suspend",
+                      req->handler);
+        conn->fiber_io = 0;
+        return APR_SUCCESS;
+    }
+    vthread_handler_respond(r, status);
+    vthread_conn_finish_request(conn, r);
+    return APR_SUCCESS;
+}
+
+static apr_status_t vthread_handler_sync_main(void *arg)
+{
+    vthread_req_t *req = arg;
+    apr_thread_t *worker = req->r->connection->current_thread;
+
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
+    req->r->connection->current_thread = ap_thread_current();
+#endif
+    vthread_hangup_watch(req->conn);
+    req->status = vthread_handler_run(req);
+    vthread_hangup_unwatch(req->conn);
+    req->r->connection->current_thread = worker;
+    return APR_SUCCESS;
+}
+
+/* Run the real handler and map its result as ap_invoke_handler() does. */
+static int vthread_handler_run(vthread_req_t *req)
+{
+    request_rec *r = req->r;
+    const char *outer = r->handler;
+    int result;
+
+    r->handler = req->handler;
+    result = ap_run_handler(r);
+    r->handler = outer;
+
+    if (result == DECLINED) {
+        if (r->filename) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, APLOGNO(10921)
+                          "handler \"%s\" not found for: %s",
+                          req->handler, r->filename);
+        }
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (result != OK && result != DONE && result != SUSPENDED
+        && result != AP_FILTER_ERROR && !ap_is_HTTP_VALID_RESPONSE(result)
+        && !apr_table_get(r->notes, "HTTP_IGNORE_RANGE")) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(10922)
+                      "Handler for %s returned invalid result code %d",
+                      req->handler, result);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return result;
+}
+
+/*
+ * Answer as ap_process_async_request() does after the handler:
+ * ap_die_r(status, r, HTTP_OK). The public ap_die() passes r->status as
+ * the "recursive error" instead, which would suppress the ErrorDocument
+ * of a handler that set r->status before failing; so r->status is HTTP_OK
+ * during the call. ap_die() sets r->status to the error it answers, except
+ * when it answers nothing (a non-HTTP code after the response began): the
+ * handler's r->status is then put back.
+ */
+static void vthread_handler_respond(request_rec *r, int status)
+{
+    int before = r->status;
+
+    if (status == OK || status == DONE) {
+        ap_die(status, r);
+        return;
+    }
+    r->status = HTTP_OK;
+    ap_die(status, r);
+    if (r->status == HTTP_OK) {
+        r->status = before;
+    }
+}
+
+/* Not async (prefork, worker) or a clogging connection: the worker waits
+ * for the fiber; the connection is never suspended. */
+static int vthread_handler_join(vthread_req_t *req)
+{
+    vt_fiber_t *f = req->fiber;
+    apr_status_t rv, result = APR_SUCCESS;
+
+    req->conn->fiber_io = 1;
+    req->conn->out_pending_known = 0;
+    req->started = 1;
+    vt_fiber_start(f);
+    /* A join only ends early while the runtime stops: join again. */
+    while ((rv = vt_fiber_join(f, -1, &result)) != APR_SUCCESS) {
+        apr_sleep(apr_time_from_msec(1));
+    }
+    req->conn->fiber_io = 0;
+    return req->status;
+}
+
+static int vthread_handler_overflow(request_rec *r, apr_status_t rv)
+{
+    const vthread_srv_conf_t *sc = vthread_config_srv(r->server);
+
+    if (rv != APR_EAGAIN) {
+        /* Stopping, or out of memory: nothing better than inline. */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, APLOGNO(10924)
+                      "no fiber for this request: running it inline");
+        return DECLINED;
+    }
+    if (sc->overflow == VTHREAD_OVERFLOW_INLINE) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10925)
+                      "VThreadMaxFibers (%u) reached: running the handler "
+                      "inline (VThreadOverflow inline)", sc->max_fibers);
+        return DECLINED;
+    }
+    {
+        apr_time_t now = apr_time_now();
+        long long last = atomic_load(&vthread_handler_overflow_logged);
+
+        if (now - last > apr_time_from_sec(60)
+            && atomic_compare_exchange_strong(
+                   &vthread_handler_overflow_logged, &last, now)) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, APLOGNO(10926)
+                          "VThreadMaxFibers (%u) reached: answering 503 "
+                          "(logged at most once a minute)", sc->max_fibers);
+        }
+    }
+    apr_table_setn(r->err_headers_out, "Retry-After", VTHREAD_RETRY_AFTER);
+    return HTTP_SERVICE_UNAVAILABLE;
+}
+
+static apr_status_t vthread_handler_discard(void *data)
+{
+    vthread_req_t *req = data;
+
+    if (!req->started && req->fiber) {
+        vt_fiber_discard(req->fiber);
+        req->fiber = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* An HTTP/2 stream runs on a secondary connection (c->master) and has no
+ * client socket of its own to park on. */
+static int vthread_handler_is_h2(const request_rec *r)
+{
+    return r->connection->master != NULL
+           || r->proto_num >= HTTP_VERSION(2, 0);
+}
