@@ -90,8 +90,10 @@ int vthread_on_fiber(void);
 apr_status_t vthread_sleep(apr_interval_time_t t);
 
 /**
- * Let the other runnable fibers on this carrier run, then continue.
- * @return APR_SUCCESS, or APR_ECONNABORTED if the fiber was cancelled
+ * Let the other runnable fibers on this carrier run, then continue. It
+ * yields even when the fiber is cancelled, so a loop that waits for
+ * another fiber by yielding cannot spin its carrier.
+ * @return APR_SUCCESS, or APR_ECONNABORTED if the fiber is cancelled
  * @remark Off a fiber this is apr_thread_yield().
  */
 apr_status_t vthread_yield(void);
@@ -246,8 +248,9 @@ apr_status_t vthread_mutex_create(vthread_mutex_t **m, apr_pool_t *p);
 
 /**
  * Lock, parking (on a fiber) or blocking (off one) while another holds it.
- * @return APR_SUCCESS, or APR_ECONNABORTED if a fiber was cancelled while
- *         it waited (the mutex is then not held)
+ * Cancellation does not interrupt this wait: a mutex guards a short
+ * section, and a cancelled fiber often needs it to clean up.
+ * @return APR_SUCCESS
  */
 apr_status_t vthread_mutex_lock(vthread_mutex_t *m);
 

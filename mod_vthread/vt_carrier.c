@@ -117,12 +117,9 @@ apr_status_t vthread_yield(void)
         apr_thread_yield();
         return APR_SUCCESS;
     }
-    if (vt_fiber_is_cancelled(f)) {
-        return APR_ECONNABORTED;
-    }
     runq_push(c, f); /* still runnable: no counter changes */
     vt_fiber_switch_out(f);
-    return APR_SUCCESS;
+    return vt_fiber_is_cancelled(f) ? APR_ECONNABORTED : APR_SUCCESS;
 }
 
 void vt_carrier_notify(vt_carrier_t *c)

@@ -94,8 +94,12 @@ apr_status_t vthread_mutex_create(vthread_mutex_t **m, apr_pool_t *p)
 }
 
 /* Ownership passes straight to the first waiter on unlock (held stays
- * set), so a fiber that keeps relocking cannot starve the queue. */
-static apr_status_t mutex_lock(vthread_mutex_t *m, int flags)
+ * set), so a fiber that keeps relocking cannot starve the queue.
+ *
+ * Not interrupted by cancellation: a lock guards a short section, and a
+ * cancelled fiber often needs one to clean up shared state. Failing here
+ * would push callers into retry loops that spin on their carrier. */
+apr_status_t vthread_mutex_lock(vthread_mutex_t *m)
 {
     apr_status_t rv = APR_SUCCESS;
     pthread_mutex_lock(&m->lock);
@@ -105,16 +109,11 @@ static apr_status_t mutex_lock(vthread_mutex_t *m, int flags)
     else {
         vt_waiter_t w;
         vt_waiter_init(&w);
-        rv = vt_waitq_wait(&m->waiters, &m->lock, &w, -1, flags,
-                           NULL, NULL);
+        rv = vt_waitq_wait(&m->waiters, &m->lock, &w, -1,
+                           VT_WAIT_UNCANCELLABLE, NULL, NULL);
     }
     pthread_mutex_unlock(&m->lock);
     return rv;
-}
-
-apr_status_t vthread_mutex_lock(vthread_mutex_t *m)
-{
-    return mutex_lock(m, 0);
 }
 
 apr_status_t vthread_mutex_trylock(vthread_mutex_t *m)
@@ -167,7 +166,7 @@ apr_status_t vthread_cond_wait(vthread_cond_t *c, vthread_mutex_t *m,
                        unlock_user_mutex, m);
     pthread_mutex_unlock(&c->lock);
     /* The caller holds @a m again whatever happened, even if cancelled. */
-    mutex_lock(m, VT_WAIT_UNCANCELLABLE);
+    vthread_mutex_lock(m);
     return rv;
 }
 
