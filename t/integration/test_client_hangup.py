@@ -38,7 +38,8 @@ def parked(h):
 
 @pytest.mark.parametrize("path", ["/poll?topic=gone&timeout=60",
                                   "/sleep?ms=60000",
-                                  "/fetch?path=/never"])
+                                  "/fetch?path=/never",
+                                  "/fanout?a=/never&b=/never"])
 def test_departed_clients_leave_nothing_behind(httpd_factory, silent_backend,
                                                path):
     h = httpd_factory(name="hangup", timeout=60,
