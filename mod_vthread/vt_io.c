@@ -132,18 +132,19 @@ static apr_status_t await_retry(vt_fiber_t *f, apr_socket_t *sock, int fd,
     return fiber_wait_fd(f, fd, events, t);
 }
 
-apr_status_t vthread_socket_recv(apr_socket_t *sock, char *buf,
-                                 apr_size_t *len)
+/* One non-blocking transfer, retried after parking on EAGAIN. recvmsg and
+ * sendmsg with MSG_DONTWAIT are non-blocking for this call whatever the
+ * fd's mode, so a blocking APR socket needs no fcntl round trip. */
+static apr_status_t transfer(vt_fiber_t *f, apr_socket_t *sock,
+                             struct msghdr *msg, int receive,
+                             apr_size_t *len)
 {
-    vt_fiber_t *f = vt_fiber_current();
-    int fd;
-    if (!f) {
-        return apr_socket_recv(sock, buf, len);
-    }
-    fd = socket_fd(sock);
+    int fd = socket_fd(sock);
     for (;;) {
-        ssize_t n = recv(fd, buf, *len, MSG_DONTWAIT);
-        if (n > 0) {
+        ssize_t n = receive
+            ? recvmsg(fd, msg, MSG_DONTWAIT)
+            : sendmsg(fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0 || (n == 0 && !receive)) {
             *len = (apr_size_t)n;
             return APR_SUCCESS;
         }
@@ -158,7 +159,8 @@ apr_status_t vthread_socket_recv(apr_socket_t *sock, char *buf,
             *len = 0;
             return errno;
         }
-        apr_status_t rv = await_retry(f, sock, fd, APR_POLLIN);
+        apr_status_t rv = await_retry(f, sock, fd,
+                                      receive ? APR_POLLIN : APR_POLLOUT);
         if (rv != APR_SUCCESS) {
             *len = 0;
             return rv;
@@ -166,31 +168,20 @@ apr_status_t vthread_socket_recv(apr_socket_t *sock, char *buf,
     }
 }
 
-/* send/sendmsg with MSG_DONTWAIT: non-blocking for this call whatever the
- * fd's mode, so a blocking APR socket needs no fcntl round trip. */
-static apr_status_t send_msg(vt_fiber_t *f, apr_socket_t *sock,
-                             struct msghdr *msg, apr_size_t *len)
+apr_status_t vthread_socket_recv(apr_socket_t *sock, char *buf,
+                                 apr_size_t *len)
 {
-    int fd = socket_fd(sock);
-    for (;;) {
-        ssize_t n = sendmsg(fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n >= 0) {
-            *len = (apr_size_t)n;
-            return APR_SUCCESS;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            *len = 0;
-            return errno;
-        }
-        apr_status_t rv = await_retry(f, sock, fd, APR_POLLOUT);
-        if (rv != APR_SUCCESS) {
-            *len = 0;
-            return rv;
-        }
+    vt_fiber_t *f = vt_fiber_current();
+    struct iovec iov;
+    struct msghdr msg = { 0 };
+    if (!f) {
+        return apr_socket_recv(sock, buf, len);
     }
+    iov.iov_base = buf;
+    iov.iov_len = *len;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    return transfer(f, sock, &msg, 1, len);
 }
 
 apr_status_t vthread_socket_send(apr_socket_t *sock, const char *buf,
@@ -206,7 +197,7 @@ apr_status_t vthread_socket_send(apr_socket_t *sock, const char *buf,
     iov.iov_len = *len;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    return send_msg(f, sock, &msg, len);
+    return transfer(f, sock, &msg, 0, len);
 }
 
 apr_status_t vthread_socket_sendv(apr_socket_t *sock,
@@ -224,7 +215,7 @@ apr_status_t vthread_socket_sendv(apr_socket_t *sock,
     }
     msg.msg_iov = (struct iovec *)vec;
     msg.msg_iovlen = (size_t)(nvec > IOV_MAX ? IOV_MAX : nvec);
-    return send_msg(f, sock, &msg, len);
+    return transfer(f, sock, &msg, 0, len);
 }
 
 apr_status_t vthread_socket_connect(apr_socket_t *sock, apr_sockaddr_t *sa)
