@@ -151,6 +151,11 @@ void vthread_conn_suspended(conn_rec *c, request_rec *r)
     conn->pending = NULL;
     conn->owned = 1;
     conn->released_at = apr_time_now();
+    /* Operator's view: owned until c->pool is cleared (mod_status). */
+    vthread_status_own(conn);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                  "the MPM let go of the connection: mod_vthread owns it "
+                  "until it closes");
     vthread_handler_start(req);
 }
 
@@ -178,6 +183,8 @@ void vthread_conn_finish_request(vthread_conn_t *conn, request_rec *r)
     vthread_conn_await_mpm(conn);
     /* EOR: logs the request and destroys r->pool, on this fiber. */
     ap_process_request_after_handler(r);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
+                  "request finished and logged");
     vthread_conn_carry_on(conn);
 }
 
@@ -194,19 +201,49 @@ static void vthread_conn_carry_on(vthread_conn_t *conn)
     if (c->cs->state != CONN_STATE_WRITE_COMPLETION || c->aborted) {
         close = 1;
     }
-    else if (vthread_filters_drain(conn) != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, APLOGNO(10930)
-                      "write completion failed: closing");
-        close = 1;
+    else {
+        apr_status_t rv;
+
+        /* Operator's view: counted and aged in mod_status, and traced. */
+        vthread_status_track(&conn->track, VTHREAD_TRACK_WRITING);
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
+                      "write completion: sending what is still buffered");
+        rv = vthread_filters_drain(conn);
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, rv, c,
+                      "write completion done after %" APR_TIME_T_FMT " us",
+                      apr_time_now() - conn->track.since);
+        vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, APLOGNO(10930)
+                          "write completion failed: closing");
+            close = 1;
+        }
     }
     c->sbh = NULL;
     if (!close && (c->keepalive != AP_CONN_KEEPALIVE || c->aborted
                    || vthread_child_is_stopping() || vthread_cancelled())) {
         close = 1;
     }
-    if (!close && !c->data_in_input_filters
-        && vthread_conn_wait_keepalive(conn) != APR_SUCCESS) {
-        close = 1;
+    if (!close && c->data_in_input_filters) {
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                      "next request already read (pipelined): no "
+                      "keep-alive wait");
+    }
+    else if (!close) {
+        /* Operator's view: counted and aged in mod_status, and traced. */
+        vthread_status_track(&conn->track, VTHREAD_TRACK_KEEPALIVE);
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                      "keep-alive wait (KeepAliveTimeout %" APR_TIME_T_FMT
+                      " ms)", apr_time_as_msec(conn->ka_timeout));
+        if (vthread_conn_wait_keepalive(conn) != APR_SUCCESS) {
+            close = 1;
+        }
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                      "keep-alive wait ended after %" APR_TIME_T_FMT
+                      " ms: %s",
+                      apr_time_as_msec(apr_time_now() - conn->track.since),
+                      close ? "closing" : "the next request is there");
+        vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
     }
     if (close) {
         vthread_conn_close(conn);
@@ -247,6 +284,8 @@ static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn)
             return rv;  /* EOF or error: the client is gone */
         }
         /* Nothing yet (e.g. TLS records without data): wait again. */
+        ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
+                      "keep-alive wait: readable but no request data yet");
     }
 }
 
@@ -295,6 +334,9 @@ static void vthread_conn_hand_off(vthread_conn_t *conn)
 {
     apr_status_t rv;
 
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, conn->c,
+                  "handing the connection to an MPM worker to read the "
+                  "next request");
     conn->fiber_io = 0;
     rv = ap_mpm_register_timed_callback(0, vthread_conn_resume, conn);
     if (rv != APR_SUCCESS) {
@@ -326,6 +368,8 @@ static void vthread_conn_resume(void *baton)
     c->sbh = vthread_scoreboard_worker(conn);
     c->cs->state = CONN_STATE_PROCESSING;
     c->cs->sense = CONN_SENSE_DEFAULT;
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                  "on an MPM worker: reading the next request");
 
     rc = ap_run_process_connection(c);
 
@@ -337,6 +381,8 @@ static void vthread_conn_resume(void *baton)
         if (req) {
             /* Offloaded again: no MPM hook follows on this path, so the
              * fiber may start now. */
+            ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                          "next request offloaded: starting its fiber");
             vthread_handler_start(req);
             return;
         }
@@ -368,6 +414,9 @@ static void vthread_conn_resume(void *baton)
         vthread_conn_close_inline(conn);
         return;
     }
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                  "next request served inline: a fiber carries the "
+                  "connection on");
     c->sbh = NULL;
     vt_fiber_start(f);
     vt_fiber_detach(f);
@@ -388,6 +437,10 @@ static void vthread_conn_close(vthread_conn_t *conn)
 {
     conn_rec *c = conn->c;
 
+    /* Operator's view: counted and aged in mod_status, and traced. */
+    vthread_status_track(&conn->track, VTHREAD_TRACK_LINGER);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
+                  "closing the connection (lingering close)");
     c->sbh = NULL;
     c->cs->state = CONN_STATE_LINGER;
     /* Flushes (parking in our output filter) and shuts down for write. */
@@ -427,6 +480,10 @@ static void vthread_conn_close_inline(vthread_conn_t *conn)
     char buf[2048];
     int i;
 
+    /* Operator's view: counted and aged in mod_status, and traced. */
+    vthread_status_track(&conn->track, VTHREAD_TRACK_LINGER);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
+                  "closing the connection on this MPM worker");
     c->cs->state = CONN_STATE_LINGER;
     if (!ap_start_lingering_close(c)) {
         apr_socket_timeout_set(conn->sock, 0);
@@ -447,6 +504,8 @@ static void vthread_conn_teardown(vthread_conn_t *conn)
     conn_rec *c = conn->c;
     apr_pool_t *pool = c->pool;
 
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
+                  "connection done: releasing it");
     vthread_conn_await_mpm(conn);
     vthread_conn_pause_until(conn->released_at
                              + (conn->mpm_gone > 0 ? VTHREAD_GRACE
@@ -454,6 +513,7 @@ static void vthread_conn_teardown(vthread_conn_t *conn)
     /* The MPM's pool cleanup decrements the counter of the state it
      * finds: suspended is where the MPM counted this connection. */
     c->cs->state = CONN_STATE_SUSPENDED;
+    vthread_status_track(&conn->track, VTHREAD_TRACK_NONE); /* mod_status */
     apr_pool_clear(pool);   /* from here, conn and c are gone */
     apr_pool_destroy(pool);
 }

@@ -14,7 +14,8 @@
  * vthread_filters.c (client I/O that parks the fiber instead of blocking
  * the carrier), vthread_scoreboard.c (accounting of offloaded requests),
  * vthread_hangup.c (cancel the fiber of a client that went away),
- * vthread_status.c (mod_status lines). mod_vthread.c only wires them.
+ * vthread_status.c (mod_status lines), vthread_notes.c (access-log notes
+ * and the request's trace lines). mod_vthread.c only wires them.
  *
  * Ownership of a connection (the rule every file follows): a conn_rec and
  * its pools are used by one thread at a time. The MPM owns a connection
@@ -30,6 +31,7 @@
  * demo module, mod_vthread_demo.c, uses 10950 to 10999):
  *   10900-10919 vthread_child.c     10920-10929 vthread_handler.c
  *   10930-10939 vthread_conn.c      10940-10949 vthread_filters.c
+ *   10880-10899 vthread_notes.c, vthread_status.c (none used yet)
  */
 #ifndef VTHREAD_GLUE_H
 #define VTHREAD_GLUE_H
@@ -51,6 +53,37 @@ extern module AP_MODULE_DECLARE_DATA vthread_module;
 typedef struct vthread_conn_t vthread_conn_t;
 typedef struct vthread_req_t vthread_req_t;
 
+/** What a request or connection is doing, for mod_status (counted and
+ *  aged by vthread_status.c). */
+typedef enum {
+    VTHREAD_TRACK_NONE = 0,
+    VTHREAD_TRACK_HANDLER,      /**< its handler runs on a fiber */
+    VTHREAD_TRACK_WRITING,      /**< owned connection: write completion */
+    VTHREAD_TRACK_KEEPALIVE,    /**< owned connection: keep-alive wait */
+    VTHREAD_TRACK_LINGER,       /**< owned connection: lingering close */
+    VTHREAD_TRACK_KINDS
+} vthread_track_e;
+
+/** A tracked request or connection (vthread_status.c): changed only by
+ *  the thread that owns it, listed while not VTHREAD_TRACK_NONE. */
+typedef struct vthread_track_t vthread_track_t;
+struct vthread_track_t {
+    vthread_track_t *prev;
+    vthread_track_t *next;
+    apr_time_t since;           /**< when it entered @a kind */
+    int kind;                   /**< a vthread_track_e */
+    int slot;
+};
+
+/** How the handler of a request that asked for a fiber was run. */
+typedef enum {
+    VTHREAD_OFFLOAD_FIBER = 0,      /**< on a fiber */
+    VTHREAD_OFFLOAD_INLINE,         /**< inline: HTTP/2, no runtime... */
+    VTHREAD_OFFLOAD_OVERFLOW_INLINE,/**< inline at VThreadMaxFibers */
+    VTHREAD_OFFLOAD_503,            /**< refused at VThreadMaxFibers */
+    VTHREAD_OFFLOAD_KINDS
+} vthread_offload_e;
+
 /**
  * An offloaded request (in r->request_config, allocated from r->pool).
  * Its presence also tells the handler hook to decline: the real handler
@@ -66,6 +99,8 @@ struct vthread_req_t {
     int started;
     /** The real handler's result, mapped as ap_invoke_handler() does. */
     int status;
+    /** From fiber start to handler end (vthread_notes.c). */
+    vthread_track_t track;
 };
 
 /**
@@ -109,6 +144,8 @@ struct vthread_conn_t {
     vt_fiber_t *idle_fiber;
     vthread_conn_t *idle_prev;
     vthread_conn_t *idle_next;
+    /** Write completion, keep-alive wait, lingering (vthread_status.c). */
+    vthread_track_t track;
 };
 
 /* ---------------------------------------------------------- child */
@@ -210,6 +247,33 @@ void vthread_scoreboard_flush(void);
 
 /** Add mod_vthread's lines to mod_status (from register_hooks). */
 void vthread_status_register(void);
+/**
+ * Move @a t to @a kind (a vthread_track_e; VTHREAD_TRACK_NONE stops
+ * tracking it), from the thread that owns it. Its time in @a kind starts
+ * now.
+ */
+void vthread_status_track(vthread_track_t *t, int kind);
+/** On the thread that owns @a conn: count it as owned by mod_vthread
+ *  until its pool is cleared (which also stops tracking it). */
+void vthread_status_own(vthread_conn_t *conn);
+/** Count one offload decision (a vthread_offload_e). */
+void vthread_status_count(int how);
+
+/* ---------------------------------------------------------- notes */
+
+/** The handler hook declined a request that asked for a fiber: note
+ *  vthread-offload (inline, overflow-inline or 503) and count it. */
+void vthread_notes_inline(request_rec *r, vthread_offload_e how,
+                          const char *why);
+/** The handler hook offloaded @a r (trace log). */
+void vthread_notes_offloaded(request_rec *r, int async);
+/** An internal redirect: copy the vthread-* notes of r->prev. */
+void vthread_notes_inherit(request_rec *r);
+/** First thing on the request's fiber: start timing it. */
+void vthread_notes_fiber_start(vthread_req_t *req);
+/** On the fiber, once the real handler returned @a status: set the
+ *  vthread-* notes on the request (and its internal redirects). */
+void vthread_notes_handler_end(vthread_req_t *req, int status);
 
 #pragma GCC visibility pop
 

@@ -70,6 +70,9 @@ int vthread_handler_offload(request_rec *r)
     /* Subrequests and internal redirects (ErrorDocument) stay inline:
      * suspending them crashes the child. */
     if (r->main || r->prev) {
+        if (!r->main) {
+            vthread_notes_inherit(r);   /* access-log notes follow */
+        }
         return DECLINED;
     }
     /* Our own request on its fiber: let the real handler run. */
@@ -82,6 +85,10 @@ int vthread_handler_offload(request_rec *r)
     }
     rt = vthread_child_runtime();
     if (!rt || vthread_on_fiber() || vthread_handler_is_h2(r)) {
+        vthread_notes_inline(r, VTHREAD_OFFLOAD_INLINE,
+                             !rt ? "no fiber runtime in this child"
+                             : vthread_on_fiber() ? "already on a fiber"
+                             : "HTTP/2 stream");
         return DECLINED;
     }
 
@@ -103,6 +110,7 @@ int vthread_handler_offload(request_rec *r)
     ap_set_module_config(r->request_config, &vthread_module, req);
     apr_pool_cleanup_register(r->pool, req, vthread_handler_discard,
                               apr_pool_cleanup_null);
+    vthread_notes_offloaded(r, async);  /* trace */
     if (async) {
         return vthread_conn_offload(req);
     }
@@ -130,6 +138,7 @@ static apr_status_t vthread_handler_async_main(void *arg)
     int status;
 
     vthread_conn_enter_fiber(conn);
+    vthread_notes_fiber_start(req);     /* timing for the access log */
     /* Stopping child: say "Connection: close" with this response. */
     if (vthread_child_is_stopping()) {
         r->connection->keepalive = AP_CONN_CLOSE;
@@ -137,6 +146,7 @@ static apr_status_t vthread_handler_async_main(void *arg)
     vthread_hangup_watch(conn);
     status = vthread_handler_run(req);
     vthread_hangup_unwatch(conn);
+    vthread_notes_handler_end(req, status); /* notes, before the log */
     if (status == SUSPENDED) {
         /* The real handler suspended the request itself (as mod_dialup
          * does) and will finish it from elsewhere; httpd 2.4 cannot give
@@ -163,9 +173,11 @@ static apr_status_t vthread_handler_sync_main(void *arg)
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
     req->r->connection->current_thread = ap_thread_current();
 #endif
+    vthread_notes_fiber_start(req);     /* timing for the access log */
     vthread_hangup_watch(req->conn);
     req->status = vthread_handler_run(req);
     vthread_hangup_unwatch(req->conn);
+    vthread_notes_handler_end(req, req->status);
     req->r->connection->current_thread = worker;
     return APR_SUCCESS;
 }
@@ -251,12 +263,16 @@ static int vthread_handler_overflow(request_rec *r, apr_status_t rv)
         /* Stopping, or out of memory: nothing better than inline. */
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, APLOGNO(10924)
                       "no fiber for this request: running it inline");
+        vthread_notes_inline(r, VTHREAD_OFFLOAD_INLINE,
+                             "no fiber (stopping, or out of memory)");
         return DECLINED;
     }
     if (sc->overflow == VTHREAD_OVERFLOW_INLINE) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10925)
                       "VThreadMaxFibers (%u) reached: running the handler "
                       "inline (VThreadOverflow inline)", sc->max_fibers);
+        vthread_notes_inline(r, VTHREAD_OFFLOAD_OVERFLOW_INLINE,
+                             "VThreadMaxFibers reached");
         return DECLINED;
     }
     {
@@ -271,6 +287,7 @@ static int vthread_handler_overflow(request_rec *r, apr_status_t rv)
                           "(logged at most once a minute)", sc->max_fibers);
         }
     }
+    vthread_notes_inline(r, VTHREAD_OFFLOAD_503, "VThreadMaxFibers reached");
     apr_table_setn(r->err_headers_out, "Retry-After", VTHREAD_RETRY_AFTER);
     return HTTP_SERVICE_UNAVAILABLE;
 }
@@ -279,6 +296,8 @@ static apr_status_t vthread_handler_discard(void *data)
 {
     vthread_req_t *req = data;
 
+    /* Normally untracked at the handler's end already (mod_status). */
+    vthread_status_track(&req->track, VTHREAD_TRACK_NONE);
     if (!req->started && req->fiber) {
         vt_fiber_discard(req->fiber);
         req->fiber = NULL;

@@ -1,0 +1,132 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/*
+ * A request's story for operators: its access-log notes, and the trace
+ * lines from the offload decision to the end of its handler (what happens
+ * to the connection after that is told by vthread_conn.c). Read in the
+ * order a request lives:
+ *
+ * vthread_notes_inline()       handler hook: the request asked for a
+ *                              fiber and runs inline (HTTP/2, no runtime,
+ *                              VThreadMaxFibers) or is refused (503).
+ * vthread_notes_offloaded()    handler hook: it will run on a fiber.
+ * vthread_notes_fiber_start()  first thing on its fiber: timing starts.
+ * vthread_notes_handler_end()  on the fiber, the real handler returned:
+ *                              the notes are set, before the request is
+ *                              logged (vthread_conn_finish_request).
+ * vthread_notes_inherit()      handler hook of an internal redirect (an
+ *                              ErrorDocument): the notes follow, so that
+ *                              %{...}n reads them on the final request.
+ *
+ * Notes, for mod_log_config's %{name}n (absent, so "-", when the request
+ * did not ask for a fiber):
+ *   vthread-offload   fiber | inline | overflow-inline | 503
+ *   vthread-carrier   index of the carrier that ran the handler
+ *   vthread-park-us   microseconds the fiber spent parked, from its start
+ *                     to the handler's end
+ *   vthread-run-us    microseconds from fiber start to the handler's end,
+ *                     minus the parked time (running or runnable)
+ */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+
+#include <apr_strings.h>
+
+#include "vthread_glue.h"
+
+APLOG_USE_MODULE(vthread);
+
+#define VTHREAD_NOTE_OFFLOAD "vthread-offload"
+#define VTHREAD_NOTE_CARRIER "vthread-carrier"
+#define VTHREAD_NOTE_PARK "vthread-park-us"
+#define VTHREAD_NOTE_RUN "vthread-run-us"
+
+/** vthread-offload values, by vthread_offload_e. */
+static const char *const vthread_notes_offload[VTHREAD_OFFLOAD_KINDS] = {
+    "fiber", "inline", "overflow-inline", "503"
+};
+
+void vthread_notes_inline(request_rec *r, vthread_offload_e how,
+                          const char *why)
+{
+    apr_table_setn(r->notes, VTHREAD_NOTE_OFFLOAD,
+                   vthread_notes_offload[how]);
+    vthread_status_count(how);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
+                  "not offloaded (%s): %s", vthread_notes_offload[how],
+                  why);
+}
+
+void vthread_notes_offloaded(request_rec *r, int async)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
+                  "offloaded: handler \"%s\" will run on a fiber; %s",
+                  r->handler ? r->handler : "-",
+                  async ? "the worker goes back to the MPM"
+                        : "the worker waits for it (MPM not asynchronous)");
+}
+
+void vthread_notes_inherit(request_rec *r)
+{
+    static const char *const names[] = {
+        VTHREAD_NOTE_OFFLOAD, VTHREAD_NOTE_CARRIER, VTHREAD_NOTE_PARK,
+        VTHREAD_NOTE_RUN
+    };
+    const char *v;
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        v = apr_table_get(r->prev->notes, names[i]);
+        if (v) {
+            apr_table_setn(r->notes, names[i], v);
+        }
+    }
+}
+
+void vthread_notes_fiber_start(vthread_req_t *req)
+{
+    request_rec *r = req->r;
+
+    vthread_status_track(&req->track, VTHREAD_TRACK_HANDLER);
+    vthread_status_count(VTHREAD_OFFLOAD_FIBER);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
+                  "fiber started on carrier %d, %" APR_TIME_T_FMT " us "
+                  "after the request arrived",
+                  vt_fiber_carrier_index(vt_fiber_current()),
+                  req->track.since - r->request_time);
+}
+
+void vthread_notes_handler_end(vthread_req_t *req, int status)
+{
+    request_rec *r = req->r, *rr;
+    vt_fiber_t *f = vt_fiber_current();
+    apr_time_t now = apr_time_now();
+    apr_interval_time_t park = vt_fiber_parked_time(f);
+    apr_interval_time_t run = now - req->track.since - park;
+    int carrier = vt_fiber_carrier_index(f);
+    const char *carrier_s, *park_s, *run_s;
+
+    vthread_status_track(&req->track, VTHREAD_TRACK_NONE);
+    if (run < 0) {
+        run = 0;
+    }
+    carrier_s = apr_itoa(r->pool, carrier);
+    park_s = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, park);
+    run_s = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, run);
+    /* The request and any internal redirect its handler made (the one
+     * mod_log_config logs by default is the last). */
+    for (rr = r; rr; rr = rr->next) {
+        apr_table_setn(rr->notes, VTHREAD_NOTE_OFFLOAD,
+                       vthread_notes_offload[VTHREAD_OFFLOAD_FIBER]);
+        apr_table_setn(rr->notes, VTHREAD_NOTE_CARRIER, carrier_s);
+        apr_table_setn(rr->notes, VTHREAD_NOTE_PARK, park_s);
+        apr_table_setn(rr->notes, VTHREAD_NOTE_RUN, run_s);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
+                  "handler \"%s\" returned %d on carrier %d: ran %s us, "
+                  "parked %s us", req->handler ? req->handler : "-",
+                  status, carrier, run_s, park_s);
+}
