@@ -209,22 +209,47 @@ static void publish_stack_stats(vt_carrier_t *c)
                           memory_order_relaxed);
 }
 
-/* A fiber reaches its carrier for the first time: give it a stack. */
+/* End a fiber that never got to run (it has no stack). */
+static void end_unrun(vt_fiber_t *f, apr_status_t why)
+{
+    f->stack = NULL;
+    f->result = why;
+    f->state = VT_FIBER_DONE;
+    vt_fiber_finished(f);
+}
+
+/* A fiber reaches its carrier for the first time: give it a stack. If
+ * none can be mapped (vm.max_map_count, RLIMIT_AS), it waits for the
+ * next stack a fiber of this carrier releases: a delay, not a lost
+ * request. Only a stopping carrier ends it unrun.
+ * @return 1 if it got a stack and may be queued to run */
 static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
 {
     apr_status_t rv = vt_stack_get(&c->stacks, &f->stack);
     if (rv != APR_SUCCESS) {
-        char err[120];
-        vt_log(c->rt, VT_LOG_ERR, VT_MSG_STACK,
-               "carrier %d: cannot map a %lu-byte fiber stack for '%s': "
-               "%s; the fiber does not run (each fiber takes two memory "
-               "mappings: check vm.max_map_count and RLIMIT_AS)", c->index,
-               (unsigned long)c->stacks.size, f->label,
-               apr_strerror(rv, err, sizeof(err)));
+        if (c->stop_seen) {
+            end_unrun(f, APR_ECONNABORTED);
+            return 0;
+        }
+        if (!c->stackless_head) {
+            char err[120];
+            vt_log(c->rt, VT_LOG_ERR, VT_MSG_STACK,
+                   "carrier %d: cannot map a %lu-byte fiber stack for '%s':"
+                   " %s; new fibers wait until a running one ends (each "
+                   "fiber takes two memory mappings: check "
+                   "vm.max_map_count, RLIMIT_AS and VThreadMaxFibers)",
+                   c->index, (unsigned long)c->stacks.size, f->label,
+                   apr_strerror(rv, err, sizeof(err)));
+        }
         f->stack = NULL;
-        f->result = rv;
-        f->state = VT_FIBER_DONE;
-        vt_fiber_finished(f);
+        f->next = NULL;
+        if (c->stackless_tail) {
+            c->stackless_tail->next = f;
+        }
+        else {
+            c->stackless_head = f;
+        }
+        c->stackless_tail = f;
         return 0;
     }
     f->stack->fiber_id = f->id;
@@ -247,6 +272,18 @@ static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
     f->stack = NULL;
     publish_stack_stats(c);
     vt_fiber_finished(f);
+    /* A fiber waiting for a stack takes the one just released. */
+    vt_fiber_t *waiting = c->stackless_head;
+    if (waiting) {
+        c->stackless_head = waiting->next;
+        if (!c->stackless_head) {
+            c->stackless_tail = NULL;
+        }
+        if (fiber_admit(c, waiting)) {
+            VT_COUNT_ADD(c->runnable, 1);
+            runq_push(c, waiting);
+        }
+    }
 }
 
 /* Trimming is pointless once stopping: every mapping is unmapped soon. */
@@ -348,6 +385,12 @@ void vt_fiber_entry(vt_transfer_t t)
 static void observe_stop(vt_carrier_t *c)
 {
     c->stop_seen = 1;
+    while (c->stackless_head) {
+        vt_fiber_t *f = c->stackless_head;
+        c->stackless_head = f->next;
+        end_unrun(f, APR_ECONNABORTED);
+    }
+    c->stackless_tail = NULL;
     for (vt_fiber_t *f = c->live_head; f; f = f->live_next) {
         atomic_store(&f->cancelled, 1);
         if (f->state == VT_FIBER_PARKED) {

@@ -34,6 +34,8 @@ typedef struct vt_carrier_t {
     vt_fiber_t *runq_head;      /**< ready fibers, FIFO */
     vt_fiber_t *runq_tail;
     vt_fiber_t *live_head;      /**< fibers received and not ended */
+    vt_fiber_t *stackless_head; /**< fibers waiting for a stack, FIFO */
+    vt_fiber_t *stackless_tail;
     apr_uint32_t owned;         /**< length of live_head */
     vt_reactor_t reactor;
     vt_timer_heap_t timers;

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -444,6 +446,103 @@ START_TEST(test_stack_cache_watermark)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* No stack can be mapped: the fiber waits for one, it is not lost. */
+
+static _Atomic int exhaust_b_ran;
+static apr_time_t exhaust_a_end, exhaust_b_start;
+
+static apr_status_t fn_exhaust_a(void *arg)
+{
+    (void)arg;
+    vthread_sleep(apr_time_from_msec(300));
+    exhaust_a_end = apr_time_now();
+    return APR_SUCCESS;
+}
+
+static apr_status_t fn_exhaust_b(void *arg)
+{
+    (void)arg;
+    exhaust_b_start = apr_time_now();
+    atomic_store(&exhaust_b_ran, 1);
+    return APR_SUCCESS;
+}
+
+/* In a forked child (RLIMIT_AS is process-wide): exit status 0 if B ran,
+ * after A ended, on the stack A released; 10+ for each way it failed. */
+static int exhaust_child(void)
+{
+    apr_pool_t *pool;
+    vt_runtime_config_t cfg;
+    vt_runtime_t *rt;
+    vt_fiber_t *a, *b;
+    apr_status_t result = -1;
+    unsigned long pages = 0;
+    struct rlimit rl;
+    FILE *statm;
+
+    apr_pool_create(&pool, NULL);
+    vt_runtime_config_default(&cfg);
+    cfg.carriers = 1;
+    cfg.stack_size = 8 * 1024 * 1024; /* one more would not fit below */
+    cfg.pinned_warn = 0;
+    if (vt_runtime_create(&rt, &cfg, pool) != APR_SUCCESS) {
+        return 10;
+    }
+    if (vt_fiber_create(&a, rt, fn_exhaust_a, NULL, "holder") != APR_SUCCESS
+        || vt_fiber_create(&b, rt, fn_exhaust_b, NULL, "late") != APR_SUCCESS) {
+        return 11;
+    }
+    vt_fiber_start(a);
+    apr_sleep(apr_time_from_msec(100)); /* A has its stack and sleeps */
+    statm = fopen("/proc/self/statm", "r");
+    if (!statm || fscanf(statm, "%lu", &pages) != 1) {
+        return 12;
+    }
+    fclose(statm);
+    rl.rlim_cur = rl.rlim_max =
+        (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 2 * 1024 * 1024;
+    if (setrlimit(RLIMIT_AS, &rl) != 0) {
+        return 13;
+    }
+    vt_fiber_start(b);
+    if (vt_fiber_join(b, apr_time_from_sec(5), &result) != APR_SUCCESS) {
+        return 14;                      /* lost: never ran, never ended */
+    }
+    if (!atomic_load(&exhaust_b_ran) || result != APR_SUCCESS) {
+        return 15;                      /* ended without running */
+    }
+    if (exhaust_b_start < exhaust_a_end) {
+        return 16;                      /* so a stack could be mapped */
+    }
+    vt_fiber_join(a, -1, NULL);
+    vt_runtime_stop(rt);
+    return 0;
+}
+
+START_TEST(test_stack_exhaustion_waits)
+{
+    pid_t pid;
+    int status = 0;
+    if (vt_test_slow()) {
+        /* ASan reserves terabytes of address space and valgrind maps its
+         * own: RLIMIT_AS cannot be aimed at the runtime there. */
+        return;
+    }
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        _exit(exhaust_child());
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child: %s %d (14: the fiber was lost, 15: ended unrun, "
+                  "16: a stack could still be mapped)",
+                  WIFEXITED(status) ? "exit" : "signal",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+END_TEST
+
 static _Atomic int threads_made;
 
 static apr_status_t counting_thread_create(apr_thread_t **thread,
@@ -818,6 +917,7 @@ int main(void)
     vt_test_add(s, test_max_fibers);
     vt_test_add(s, test_least_loaded);
     vt_test_add(s, test_stack_cache_watermark);
+    vt_test_add(s, test_stack_exhaustion_waits);
     vt_test_add(s, test_thread_create_hook);
     vt_test_add(s, test_stop_with_parked_fibers);
     vt_test_add(s, test_stop_waits_for_running_fiber);
