@@ -105,6 +105,13 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
     atomic_store(&vthread_async, async);
     atomic_store(&vthread_stopping, 0);
 
+    rv = vthread_reaper_child_init(pchild);
+    if (rv != APR_SUCCESS) {
+        /* Not fatal: pools are then destroyed on the carriers. */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, APLOGNO(10880)
+                     "cannot start the pool reaper thread: closed "
+                     "connections' memory is freed on the carriers");
+    }
     rv = vthread_conn_child_init(pchild);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, APLOGNO(10901)

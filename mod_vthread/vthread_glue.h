@@ -228,6 +228,16 @@ void vthread_hangup_watch(vthread_conn_t *conn);
 /** Stop watching @a conn (before the connection goes on). */
 void vthread_hangup_unwatch(vthread_conn_t *conn);
 
+/* --------------------------------------------------------- reaper */
+
+/** Start the thread that destroys closed connections' pools. */
+apr_status_t vthread_reaper_child_init(apr_pool_t *pchild);
+/**
+ * Destroy a cleared pool on the reaper thread (or here, if it is not
+ * running). The caller must not touch @a pool afterwards.
+ */
+void vthread_reaper_destroy(apr_pool_t *pool);
+
 /* ----------------------------------------------------- scoreboard */
 
 /** Remember the scoreboard geometry for this child. */
