@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     apache2 apache2-dev libapr1-dev libaprutil1-dev libboost-context-dev
     check autoconf automake libtool libtool-bin pkg-config gcc make
-    python3-pytest wrk valgrind
+    python3-pytest wrk valgrind openssl
 )
 
 missing=()
