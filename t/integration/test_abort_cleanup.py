@@ -17,28 +17,7 @@ import time
 
 import pytest
 
-from conftest import SCALE, Conn, running, server_status, wait_until
-
-
-# mod_vthread's own counters in server-status, which are live (event's
-# connection counts there are refreshed only now and then by its listener,
-# and can show a poller's own keep-alive connection).
-VT_BUSY = ("VThreadFibers", "VThreadRunnable", "VThreadParkedTimer",
-           "VThreadParkedIO", "VThreadParkedSync", "VThreadHandlers",
-           "VThreadConnsOwned", "VThreadConnsWriting",
-           "VThreadConnsKeepAlive", "VThreadConnsLingering")
-
-
-def vthread_busy(port, timeout=10.0):
-    """Wait (bounded) until mod_vthread holds no fiber and no connection;
-    returns what it still holds ([] once idle)."""
-    deadline = time.monotonic() + timeout * SCALE
-    while True:
-        st = server_status(port)
-        why = ["%s: %s" % (k, st[k]) for k in VT_BUSY if st.get(k)]
-        if not why or time.monotonic() >= deadline:
-            return why
-        time.sleep(0.1)
+from conftest import SCALE, Conn, running, vthread_busy, wait_until
 
 
 class SilentBackend:

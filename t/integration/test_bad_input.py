@@ -14,33 +14,12 @@ method), and the server still serves afterwards.
 """
 
 import re
-import time
 import urllib.parse
 
 import pytest
 
-from conftest import SCALE, Httpd, running, server_status
+from conftest import Httpd, running, vthread_busy
 
-
-# mod_vthread's own counters in server-status, which are live (event's
-# connection counts there are refreshed only now and then by its listener,
-# and can show a poller's own keep-alive connection).
-VT_BUSY = ("VThreadFibers", "VThreadRunnable", "VThreadParkedTimer",
-           "VThreadParkedIO", "VThreadParkedSync", "VThreadHandlers",
-           "VThreadConnsOwned", "VThreadConnsWriting",
-           "VThreadConnsKeepAlive", "VThreadConnsLingering")
-
-
-def vthread_busy(port, timeout=10.0):
-    """Wait (bounded) until mod_vthread holds no fiber and no connection;
-    returns what it still holds ([] once idle)."""
-    deadline = time.monotonic() + timeout * SCALE
-    while True:
-        st = server_status(port)
-        why = ["%s: %s" % (k, st[k]) for k in VT_BUSY if st.get(k)]
-        if not why or time.monotonic() >= deadline:
-            return why
-        time.sleep(0.1)
 
 # (config lines, regex the message must match)
 BAD = [

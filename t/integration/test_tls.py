@@ -28,29 +28,9 @@ import zlib
 import pytest
 
 from conftest import (HOST, SCALE, SYS_MODULES, Conn, Prober, big_body,
-                      build_request, chunked, free_port, running, server_status,
+                      build_request, chunked, free_port, running, vthread_busy,
                       wait_until)
 
-
-# mod_vthread's own counters in server-status, which are live (event's
-# connection counts there are refreshed only now and then by its listener,
-# and can show a poller's own keep-alive connection).
-VT_BUSY = ("VThreadFibers", "VThreadRunnable", "VThreadParkedTimer",
-           "VThreadParkedIO", "VThreadParkedSync", "VThreadHandlers",
-           "VThreadConnsOwned", "VThreadConnsWriting",
-           "VThreadConnsKeepAlive", "VThreadConnsLingering")
-
-
-def vthread_busy(port, timeout=10.0):
-    """Wait (bounded) until mod_vthread holds no fiber and no connection;
-    returns what it still holds ([] once idle)."""
-    deadline = time.monotonic() + timeout * SCALE
-    while True:
-        st = server_status(port)
-        why = ["%s: %s" % (k, st[k]) for k in VT_BUSY if st.get(k)]
-        if not why or time.monotonic() >= deadline:
-            return why
-        time.sleep(0.1)
 
 P99_LIMIT = 0.3
 
