@@ -69,7 +69,6 @@ struct vt_runtime_t {
     vt_carrier_t *carriers;
     _Atomic apr_uint32_t live;     /**< fibers created and not ended */
     _Atomic apr_uint64_t next_id;
-    _Atomic unsigned next_pick;    /**< rotates placement ties */
     _Atomic int stopping;
     int stopped;
     pthread_mutex_t exit_lock;     /**< carriers_exited, with exit_cond */

@@ -6,22 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Least loaded by live fibers. Ties go to the caller's own carrier, so a
- * fiber's children stay local (no cross-thread hand-off) when it is fair;
- * from other threads they rotate, so short fibers that end before the
- * next is created still spread over the carriers. */
+/* Least loaded by live fibers (created ones count at once); ties go to
+ * the caller's own carrier, so a fiber's children stay local (no
+ * cross-thread hand-off) when it is fair. */
 static vt_carrier_t *pick_carrier(vt_runtime_t *rt)
 {
     vt_carrier_t *self = vt_carrier_self();
-    int start = (int)(atomic_fetch_add_explicit(&rt->next_pick, 1,
-                                                memory_order_relaxed)
-                      % (unsigned)rt->ncarriers);
-    vt_carrier_t *best = (self && self->rt == rt) ? self
-                                                  : &rt->carriers[start];
+    vt_carrier_t *best = (self && self->rt == rt) ? self : &rt->carriers[0];
     apr_uint32_t best_load = atomic_load_explicit(&best->live,
                                                   memory_order_relaxed);
-    for (int k = 0; k < rt->ncarriers && best_load > 0; k++) {
-        vt_carrier_t *c = &rt->carriers[(start + k) % rt->ncarriers];
+    for (int i = 0; i < rt->ncarriers && best_load > 0; i++) {
+        vt_carrier_t *c = &rt->carriers[i];
         apr_uint32_t load = atomic_load_explicit(&c->live,
                                                  memory_order_relaxed);
         if (load < best_load) {
