@@ -865,3 +865,31 @@ def vthread_busy(port, timeout=10.0):
         if not why or time.monotonic() >= deadline:
             return why
         time.sleep(0.1)
+
+
+def line_of(conf_text, snippet):
+    """1-based line number of the snippet's line that names a directive
+    (the innermost one for a <Location> block)."""
+    wanted = [l for l in snippet.splitlines() if not l.startswith("<")][0]
+    lines = conf_text.splitlines()
+    start = len(lines) - len(snippet.splitlines()) - 1
+    for i in range(max(start, 0), len(lines)):
+        if lines[i] == wanted:
+            return i + 1
+    raise AssertionError("%r not in the config" % wanted)
+
+
+@pytest.fixture
+def tmp_httpd():
+    """Make Httpd objects (config tests: often never started) and clean
+    each up at the end of the test."""
+    made = []
+
+    def make(**kw):
+        h = Httpd(name="conf", **kw)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.cleanup()

@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import Httpd, running, vthread_busy
+from conftest import line_of, running, vthread_busy
 
 
 # (config lines, regex the message must match)
@@ -92,30 +92,6 @@ GOOD = [
     "VThreadHandler on", "VThreadDemoUnsafe On", "VThreadDemoUnsafe Off",
     '<Directory "/">\nVThreadHandler On\n</Directory>',
 ]
-
-
-def line_of(conf_text, snippet):
-    wanted = [l for l in snippet.splitlines() if not l.startswith("<")][0]
-    lines = conf_text.splitlines()
-    start = len(lines) - len(snippet.splitlines()) - 1
-    for i in range(max(start, 0), len(lines)):
-        if lines[i] == wanted:
-            return i + 1
-    raise AssertionError("%r not in the config" % wanted)
-
-
-@pytest.fixture
-def tmp_httpd():
-    made = []
-
-    def make(**kw):
-        h = Httpd(name="badcfg", **kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.cleanup()
 
 
 @pytest.mark.parametrize("snippet,message", BAD,

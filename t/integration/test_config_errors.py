@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import Httpd, module_paths
+from conftest import line_of, module_paths
 
 # (config lines, regex the error message must match). The message is the
 # line httpd prints after "Syntax error on line N of FILE:".
@@ -82,32 +82,6 @@ VThreadOverflow 503
     VThreadHandler On
 </Location>
 """
-
-
-def line_of(conf_text, snippet):
-    """1-based line number of the snippet's line that names a directive
-    (the innermost one for a <Location> block)."""
-    wanted = [l for l in snippet.splitlines() if not l.startswith("<")][0]
-    lines = conf_text.splitlines()
-    start = len(lines) - len(snippet.splitlines()) - 1
-    for i in range(max(start, 0), len(lines)):
-        if lines[i] == wanted:
-            return i + 1
-    raise AssertionError("%r not in the config" % wanted)
-
-
-@pytest.fixture
-def tmp_httpd():
-    made = []
-
-    def make(**kw):
-        h = Httpd(name="conf", **kw)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.cleanup()
 
 
 def test_good_config_passes(tmp_httpd):
