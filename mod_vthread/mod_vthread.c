@@ -33,6 +33,8 @@ static void vthread_register_hooks(apr_pool_t *p)
                     APR_HOOK_REALLY_FIRST);
     ap_hook_suspend_connection(vthread_conn_suspended, NULL, NULL,
                                APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(vthread_conn_post_read_request, NULL, NULL,
+                              APR_HOOK_MIDDLE);
     ap_hook_log_transaction(vthread_scoreboard_count, NULL, NULL,
                             APR_HOOK_MIDDLE);
     vthread_filters_register();

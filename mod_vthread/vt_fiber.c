@@ -183,6 +183,13 @@ const char *vt_fiber_label(const vt_fiber_t *f)
     return f->label;
 }
 
+void vt_fiber_set_label(vt_fiber_t *f, const char *label)
+{
+    /* The watchdog may read the old label meanwhile: at worst a report
+     * names a mix of two requests; the buffer stays terminated. */
+    strncpy(f->label, label ? label : "", sizeof(f->label) - 1);
+}
+
 apr_interval_time_t vt_fiber_parked_time(const vt_fiber_t *f)
 {
     return f->parked_total;

@@ -208,6 +208,10 @@ int vt_fiber_carrier_index(const vt_fiber_t *f);
 /** The fiber's label ("" if none). */
 const char *vt_fiber_label(const vt_fiber_t *f);
 
+/** Name what @a f does now (copied, truncated), for a fiber that serves
+ *  one piece of work after another. */
+void vt_fiber_set_label(vt_fiber_t *f, const char *label);
+
 /**
  * Cumulative time the fiber has spent parked, in microseconds (read by
  * the fiber itself or after it ended).

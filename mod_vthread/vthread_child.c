@@ -113,6 +113,9 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
                      "connections' memory is freed on the carriers");
     }
     rv = vthread_conn_child_init(pchild);
+    if (rv == APR_SUCCESS) {
+        rv = vthread_borrow_child_init(pchild);
+    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, APLOGNO(10901)
                      "cannot start the fiber runtime: handlers run inline");
@@ -157,6 +160,7 @@ static apr_status_t vthread_child_exit(void *data)
 
     atomic_store_explicit(&vthread_stopping, 1, memory_order_release);
     vthread_conn_child_stopping(0);
+    vthread_borrow_child_exit();
     vthread_hangup_child_exit();
     rt = atomic_load(&vthread_rt);
     if (rt) {

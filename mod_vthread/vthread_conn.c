@@ -16,17 +16,20 @@
  *                               now (race 1: the MPM reads c->cs->state
  *                               after r->invoke_mtx is released).
  * vthread_conn_finish_request() on the fiber: log the request (EOR).
- * vthread_conn_carry_on()       write completion (park on POLLOUT,
- *                               bounded by Timeout), then close, or the
- *                               next request: at once if pipelined,
- *                               else after a keep-alive wait (park on
- *                               POLLIN, bounded by KeepAliveTimeout).
- * vthread_conn_hand_off()       ap_mpm_register_timed_callback(0): the
- *                               next request is read on an MPM worker.
- * vthread_conn_resume()         that callback: ap_run_process_connection;
- *                               SUSPENDED by our hook: start the new
- *                               fiber; served inline: a connection fiber
- *                               carries on as above.
+ * vthread_conn_carry_on()       a loop on the same fiber: write
+ *                               completion (park on POLLOUT, bounded by
+ *                               Timeout), then close, or the next
+ *                               request: at once if pipelined, else after
+ *                               a keep-alive wait (park on POLLIN, bounded
+ *                               by KeepAliveTimeout).
+ * vthread_conn_read_next()      ap_run_process_connection on the fiber,
+ *                               as event's process_socket(): the request
+ *                               is read and processed here; its handler
+ *                               runs here or, for a location without
+ *                               VThreadHandler, on an MPM worker
+ *                               (vthread_handler_owned). No thread switch
+ *                               for a keep-alive request to an offloaded
+ *                               location.
  * vthread_conn_close()          lingering close: shutdown, drain up to
  *                               2 s on the reactor, then teardown.
  * vthread_conn_teardown()       c->cs->state = CONN_STATE_SUSPENDED (what
@@ -39,7 +42,10 @@
  * Idle connections (in the keep-alive wait) are listed so that
  * child_stopping can close them at once: a graceful restart does not wait
  * for their KeepAliveTimeout. A listed fiber is cancelled under the list's
- * mutex, and unlists itself under it, so the handle is always valid.
+ * mutex, and unlists itself under it, so the handle is always valid. The
+ * connection then gets a last, short wait (vthread_conn_last_wait) on a
+ * new fiber (the cancelled one can no longer park): a request that was on
+ * its way is answered, with "Connection: close", not lost.
  */
 #include <sched.h>
 
@@ -65,18 +71,31 @@ APLOG_USE_MODULE(vthread);
 #define VTHREAD_GRACE apr_time_from_msec(20)
 /** The same when it was not seen. */
 #define VTHREAD_GRACE_UNSEEN apr_time_from_sec(1)
+/** The longest last wait for a request on an idle keep-alive connection
+ *  when the child stops (vthread_conn_last_wait). */
+#define VTHREAD_STOP_GRACE apr_time_from_sec(1)
 /** How long a finishing fiber waits to see the MPM's last store. */
 #define VTHREAD_MPM_WAIT apr_time_from_sec(1)
 
+/** What follows a request on the connection's fiber. */
+typedef enum {
+    VTHREAD_NEXT_READ,      /**< read the next request here */
+    VTHREAD_NEXT_CLOSE,     /**< lingering close, teardown */
+    VTHREAD_NEXT_GONE       /**< another fiber has the connection now */
+} vthread_next_e;
+
 static void vthread_conn_carry_on(vthread_conn_t *conn);
+static vthread_next_e vthread_conn_between(vthread_conn_t *conn);
 static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn);
 static apr_status_t vthread_conn_wait_idle(vthread_conn_t *conn,
                                            apr_interval_time_t timeout);
-static void vthread_conn_hand_off(vthread_conn_t *conn);
-static void vthread_conn_resume(void *baton);
-static apr_status_t vthread_conn_fiber_main(void *arg);
+static apr_status_t vthread_conn_peek(vthread_conn_t *conn);
+static vthread_next_e vthread_conn_last_wait(vthread_conn_t *conn);
+static vthread_next_e vthread_conn_rescue(vthread_conn_t *conn);
+static apr_status_t vthread_conn_rescue_main(void *arg);
+static int vthread_conn_read_next(vthread_conn_t *conn);
+static apr_interval_time_t vthread_conn_ka_timeout(const request_rec *r);
 static void vthread_conn_close(vthread_conn_t *conn);
-static void vthread_conn_close_inline(vthread_conn_t *conn);
 static void vthread_conn_drain(vthread_conn_t *conn);
 static void vthread_conn_teardown(vthread_conn_t *conn);
 static void vthread_conn_await_mpm(vthread_conn_t *conn);
@@ -143,7 +162,7 @@ void vthread_conn_suspended(conn_rec *c, request_rec *r)
     (void)r;
     /* Called for every connection the MPM parks (keep-alive, write
      * completion...); only a first offload is ours to start. Later
-     * offloads are started by vthread_conn_resume(). */
+     * requests are read and run on the connection's fiber. */
     if (!conn || conn->owned || !conn->pending) {
         return;
     }
@@ -172,11 +191,7 @@ void vthread_conn_finish_request(vthread_conn_t *conn, request_rec *r)
 {
     conn_rec *c = conn->c;
 
-    /* As event: the vhost's KeepAliveTimeout if it set one, else the
-     * base server's. */
-    conn->ka_timeout = r->server->keep_alive_timeout_set
-                       ? r->server->keep_alive_timeout
-                       : c->base_server->keep_alive_timeout;
+    conn->ka_timeout = vthread_conn_ka_timeout(r);
     /* The EOR uses c->sbh (status, counts): it must be the MPM's NULL,
      * not its handle on a worker's slot. Offloaded requests are counted
      * by vthread_scoreboard.c instead. */
@@ -190,9 +205,55 @@ void vthread_conn_finish_request(vthread_conn_t *conn, request_rec *r)
 
 /* ------------------------------------------------------------------ */
 
+int vthread_conn_post_read_request(request_rec *r)
+{
+    vthread_conn_t *conn = vthread_conn_get(r->connection);
+
+    /* Only requests read on our fiber: a first request's are noted when
+     * it finishes (vthread_conn_finish_request). */
+    if (conn && conn->owned && vthread_on_fiber()) {
+        conn->ka_timeout = vthread_conn_ka_timeout(r);
+        if (vthread_child_is_stopping()) {
+            r->connection->keepalive = AP_CONN_CLOSE;
+        }
+    }
+    return DECLINED;
+}
+
+/* As event: the vhost's KeepAliveTimeout if it set one, else the base
+ * server's. */
+static apr_interval_time_t vthread_conn_ka_timeout(const request_rec *r)
+{
+    return r->server->keep_alive_timeout_set
+           ? r->server->keep_alive_timeout
+           : r->connection->base_server->keep_alive_timeout;
+}
+
+/* ------------------------------------------------------------------ */
+
 static void vthread_conn_carry_on(vthread_conn_t *conn)
 {
+    for (;;) {
+        switch (vthread_conn_between(conn)) {
+        case VTHREAD_NEXT_READ:
+            if (!vthread_conn_read_next(conn)) {
+                return;
+            }
+            break;
+        case VTHREAD_NEXT_CLOSE:
+            vthread_conn_close(conn);
+            return;
+        case VTHREAD_NEXT_GONE:
+            return;
+        }
+    }
+}
+
+/* After a request: write completion, then close or wait for the next. */
+static vthread_next_e vthread_conn_between(vthread_conn_t *conn)
+{
     conn_rec *c = conn->c;
+    apr_status_t rv;
     int close = 0;
 
     if (c->cs->state == CONN_STATE_KEEPALIVE) {
@@ -202,8 +263,6 @@ static void vthread_conn_carry_on(vthread_conn_t *conn)
         close = 1;
     }
     else {
-        apr_status_t rv;
-
         /* Operator's view: counted and aged in mod_status, and traced. */
         vthread_status_track(&conn->track, VTHREAD_TRACK_WRITING);
         ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
@@ -220,37 +279,62 @@ static void vthread_conn_carry_on(vthread_conn_t *conn)
         }
     }
     c->sbh = NULL;
-    if (!close && (c->keepalive != AP_CONN_KEEPALIVE || c->aborted
-                   || vthread_child_is_stopping() || vthread_cancelled())) {
-        close = 1;
+    if (close || c->keepalive != AP_CONN_KEEPALIVE || c->aborted
+        || vthread_child_is_stopping() || vthread_cancelled()) {
+        return VTHREAD_NEXT_CLOSE;
     }
-    if (!close && c->data_in_input_filters) {
+    if (c->data_in_input_filters) {
         ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
                       "next request already read (pipelined): no "
                       "keep-alive wait");
+        return VTHREAD_NEXT_READ;
     }
-    else if (!close) {
-        /* Operator's view: counted and aged in mod_status, and traced. */
-        vthread_status_track(&conn->track, VTHREAD_TRACK_KEEPALIVE);
-        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
-                      "keep-alive wait (KeepAliveTimeout %" APR_TIME_T_FMT
-                      " ms)", apr_time_as_msec(conn->ka_timeout));
-        if (vthread_conn_wait_keepalive(conn) != APR_SUCCESS) {
-            close = 1;
-        }
-        ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
-                      "keep-alive wait ended after %" APR_TIME_T_FMT
-                      " ms: %s",
-                      apr_time_as_msec(apr_time_now() - conn->track.since),
-                      close ? "closing" : "the next request is there");
-        vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
+    /* Operator's view: counted and aged in mod_status, and traced. */
+    vthread_status_track(&conn->track, VTHREAD_TRACK_KEEPALIVE);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                  "keep-alive wait (KeepAliveTimeout %" APR_TIME_T_FMT
+                  " ms)", apr_time_as_msec(conn->ka_timeout));
+    rv = vthread_conn_wait_keepalive(conn);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                  "keep-alive wait ended after %" APR_TIME_T_FMT " ms: %s",
+                  apr_time_as_msec(apr_time_now() - conn->track.since),
+                  rv == APR_SUCCESS ? "the next request is there"
+                                    : "closing");
+    vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
+    if (rv != APR_SUCCESS && rv != APR_ECONNABORTED) {
+        return VTHREAD_NEXT_CLOSE;  /* timed out, or the client left */
     }
-    if (close) {
-        vthread_conn_close(conn);
+    /* Cancelled by child_stopping (maybe just as the request came: the
+     * wait ended first), unlisted now, so no cancel comes later. */
+    if (vthread_cancelled()) {
+        return vthread_conn_rescue(conn);
     }
-    else {
-        vthread_conn_hand_off(conn);
+    return rv == APR_SUCCESS ? VTHREAD_NEXT_READ
+                             : vthread_conn_last_wait(conn);
+}
+
+/*
+ * The child stops: one last, short wait for a request. A client that is
+ * using the connection (a request may already be on its way: closing now
+ * would lose it, as a client cannot know) sends one within the grace and
+ * has it answered with "Connection: close"; an idle one is closed after
+ * it. Unlisted: child_stopping has run.
+ */
+static vthread_next_e vthread_conn_last_wait(vthread_conn_t *conn)
+{
+    apr_interval_time_t grace = conn->ka_timeout < VTHREAD_STOP_GRACE
+                                ? conn->ka_timeout : VTHREAD_STOP_GRACE;
+    apr_status_t rv = vthread_conn_peek(conn);
+
+    if (APR_STATUS_IS_EAGAIN(rv)
+        && vthread_wait_io(conn->sock, APR_POLLIN, grace) == APR_SUCCESS) {
+        rv = vthread_conn_peek(conn);
     }
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, rv, conn->c,
+                  "child stopping: %s", rv == APR_SUCCESS
+                  ? "a last request, answered with Connection: close"
+                  : "no request within the grace: closing");
+    return rv == APR_SUCCESS ? VTHREAD_NEXT_READ : VTHREAD_NEXT_CLOSE;
 }
 
 /* Wait for the next request, bounded by KeepAliveTimeout. A hang-up is
@@ -261,9 +345,6 @@ static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn)
     apr_time_t deadline = apr_time_now() + conn->ka_timeout;
     apr_status_t rv;
 
-    if (!conn->peek_bb) {
-        conn->peek_bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    }
     for (;;) {
         apr_interval_time_t left = deadline - apr_time_now();
 
@@ -273,15 +354,9 @@ static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn)
                           "keep-alive wait ended: closing");
             return rv;
         }
-        rv = ap_get_brigade(c->input_filters, conn->peek_bb,
-                            AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
-        if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(conn->peek_bb)) {
-            apr_brigade_cleanup(conn->peek_bb);
-            return APR_SUCCESS;
-        }
-        apr_brigade_cleanup(conn->peek_bb);
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
-            return rv;  /* EOF or error: the client is gone */
+        rv = vthread_conn_peek(conn);
+        if (!APR_STATUS_IS_EAGAIN(rv)) {
+            return rv;  /* a request, or EOF or error: the client is gone */
         }
         /* Nothing yet (e.g. TLS records without data): wait again. */
         ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
@@ -327,69 +402,92 @@ static apr_status_t vthread_conn_wait_idle(vthread_conn_t *conn,
     return rv;
 }
 
-/* The next request is read on an MPM worker (a handler that is not
- * offloaded must not run on a carrier). After registering, the callback
- * may run at once: this fiber must not touch the connection again. */
-static void vthread_conn_hand_off(vthread_conn_t *conn)
+/* Has the client sent something (a next request) that we have not read?
+ * Without parking, so also on a cancelled fiber: APR_SUCCESS if so,
+ * APR_EAGAIN if not yet, else EOF or the error (the client is gone). */
+static apr_status_t vthread_conn_peek(vthread_conn_t *conn)
 {
+    conn_rec *c = conn->c;
     apr_status_t rv;
 
-    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, conn->c,
-                  "handing the connection to an MPM worker to read the "
-                  "next request");
-    conn->fiber_io = 0;
-    rv = ap_mpm_register_timed_callback(0, vthread_conn_resume, conn);
-    if (rv != APR_SUCCESS) {
-        conn->fiber_io = 1;
-        ap_log_cerror(APLOG_MARK, APLOG_ERR, rv, conn->c, APLOGNO(10932)
-                      "cannot hand the connection to an MPM worker: "
-                      "closing it");
-        vthread_conn_close(conn);
+    if (!conn->peek_bb) {
+        conn->peek_bb = apr_brigade_create(c->pool, c->bucket_alloc);
     }
+    rv = ap_get_brigade(c->input_filters, conn->peek_bb,
+                        AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
+    if (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(conn->peek_bb)) {
+        rv = APR_EAGAIN;
+    }
+    apr_brigade_cleanup(conn->peek_bb);
+    return rv;
 }
 
-/* On an MPM worker: what event's process_socket() does for a connection
- * that has a request to read. */
-static void vthread_conn_resume(void *baton)
+/*
+ * The keep-alive wait was cancelled (child stopping): the last wait, and
+ * the request the client may send meanwhile, go to a new fiber. This one
+ * is cancelled, and would fail every wait of the handler.
+ */
+static vthread_next_e vthread_conn_rescue(vthread_conn_t *conn)
 {
-    vthread_conn_t *conn = baton;
-    conn_rec *c = conn->c;
-    vt_runtime_t *rt;
+    vt_runtime_t *rt = vthread_child_runtime();
     vt_fiber_t *f;
-    vthread_req_t *req;
-    conn_state_e state;
     apr_status_t rv;
+
+    rv = rt ? vt_fiber_create(&f, rt, vthread_conn_rescue_main, conn,
+                              conn->c->client_ip)
+            : APR_ECONNABORTED;
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, conn->c, APLOGNO(10932)
+                      "child stopping: no fiber left for a last request on "
+                      "an idle keep-alive connection; closing it");
+        return VTHREAD_NEXT_CLOSE;
+    }
+    vt_fiber_start(f);  /* from here the connection is the new fiber's */
+    vt_fiber_detach(f);
+    return VTHREAD_NEXT_GONE;
+}
+
+static apr_status_t vthread_conn_rescue_main(void *arg)
+{
+    vthread_conn_t *conn = arg;
+
+    vthread_conn_enter_fiber(conn);
+    if (vthread_conn_last_wait(conn) == VTHREAD_NEXT_CLOSE) {
+        vthread_conn_close(conn);
+    }
+    else if (vthread_conn_read_next(conn)) {
+        vthread_conn_carry_on(conn);
+    }
+    return APR_SUCCESS;
+}
+
+/*
+ * What event's process_socket() does for a connection with a request to
+ * read, on the fiber: the request is read (parking while it trickles in)
+ * and processed; the handler hook runs its handler here or on an MPM
+ * worker. Returns 0 if a handler suspended the connection: it is not
+ * ours any more.
+ */
+static int vthread_conn_read_next(vthread_conn_t *conn)
+{
+    conn_rec *c = conn->c;
+    conn_state_e state;
     int rc;
 
-#if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
-    c->current_thread = ap_thread_current();
-#endif
-    vthread_scoreboard_flush();
-    c->sbh = vthread_scoreboard_worker(conn);
     c->cs->state = CONN_STATE_PROCESSING;
     c->cs->sense = CONN_SENSE_DEFAULT;
     ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
-                  "on an MPM worker: reading the next request");
+                  "reading the next request on the connection's fiber");
 
     rc = ap_run_process_connection(c);
 
     state = c->cs->state;
     if (state == CONN_STATE_SUSPENDED) {
-        c->sbh = NULL;
-        req = conn->pending;
-        conn->pending = NULL;
-        if (req) {
-            /* Offloaded again: no MPM hook follows on this path, so the
-             * fiber may start now. */
-            ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
-                          "next request offloaded: starting its fiber");
-            vthread_handler_start(req);
-            return;
-        }
         ap_log_cerror(APLOG_MARK, APLOG_ERR, 0, c, APLOGNO(10933)
                       "a handler suspended a connection that mod_vthread "
                       "owns: giving the connection up");
-        return;
+        conn->fiber_io = 0;
+        return 0;
     }
     if (rc == DONE) {
         rc = OK;
@@ -401,34 +499,7 @@ static void vthread_conn_resume(void *baton)
         state = CONN_STATE_LINGER;
     }
     c->cs->state = state;
-
-    /* Served inline: a fiber carries the connection on. */
-    rt = vthread_child_runtime();
-    rv = rt ? vt_fiber_create(&f, rt, vthread_conn_fiber_main, conn,
-                              c->client_ip)
-            : APR_ECONNABORTED;
-    if (rv != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, c, APLOGNO(10934)
-                      "no fiber to carry the connection on: closing it "
-                      "on this worker");
-        vthread_conn_close_inline(conn);
-        return;
-    }
-    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
-                  "next request served inline: a fiber carries the "
-                  "connection on");
-    c->sbh = NULL;
-    vt_fiber_start(f);
-    vt_fiber_detach(f);
-}
-
-static apr_status_t vthread_conn_fiber_main(void *arg)
-{
-    vthread_conn_t *conn = arg;
-
-    vthread_conn_enter_fiber(conn);
-    vthread_conn_carry_on(conn);
-    return APR_SUCCESS;
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -470,33 +541,6 @@ static void vthread_conn_drain(vthread_conn_t *conn)
             break;
         }
     }
-}
-
-/* No fiber to be had: close on the MPM worker, which blocks for the
- * final flush (bounded by Timeout) as the worker MPM would. */
-static void vthread_conn_close_inline(vthread_conn_t *conn)
-{
-    conn_rec *c = conn->c;
-    char buf[2048];
-    int i;
-
-    /* Operator's view: counted and aged in mod_status, and traced. */
-    vthread_status_track(&conn->track, VTHREAD_TRACK_LINGER);
-    ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
-                  "closing the connection on this MPM worker");
-    c->cs->state = CONN_STATE_LINGER;
-    if (!ap_start_lingering_close(c)) {
-        apr_socket_timeout_set(conn->sock, 0);
-        for (i = 0; i < 16; i++) {
-            apr_size_t len = sizeof(buf);
-
-            if (apr_socket_recv(conn->sock, buf, &len) != APR_SUCCESS) {
-                break;
-            }
-        }
-    }
-    c->sbh = NULL;
-    vthread_conn_teardown(conn);
 }
 
 static void vthread_conn_teardown(vthread_conn_t *conn)

@@ -30,8 +30,18 @@
  *              completion does: call the last filter with no brigade and,
  *              while c->data_in_output_filters stays set, park on POLLOUT.
  *
+ * VTHREAD_IN_LINE  the same for line reads (request and header lines,
+ *              chunk sizes), called before mod_reqtimeout (whose filter,
+ *              AP_FTYPE_CONNECTION + 8, reads a line with its own
+ *              apr_poll() on the socket and would block the carrier): at
+ *              AP_FTYPE_CONNECTION + 7, below mod_ssl (+5, which reads
+ *              bytes, not lines). mod_reqtimeout then sees only
+ *              non-blocking reads, and still enforces its deadlines on
+ *              them (408): so the fiber parks in slices of at most a
+ *              second and asks again, up to the socket's timeout.
+ *
  * Any other time (no fiber, or a fiber that does not own the connection)
- * both filters pass everything through: inline requests behave as in
+ * the filters pass everything through: inline requests behave as in
  * stock httpd.
  */
 #include <httpd.h>
@@ -52,6 +62,17 @@ static apr_status_t vthread_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
                                       ap_input_mode_t mode,
                                       apr_read_type_e block,
                                       apr_off_t readbytes);
+static apr_status_t vthread_filter_in_line(ap_filter_t *f,
+                                           apr_bucket_brigade *bb,
+                                           ap_input_mode_t mode,
+                                           apr_read_type_e block,
+                                           apr_off_t readbytes);
+static apr_status_t vthread_filters_read(ap_filter_t *f,
+                                         apr_bucket_brigade *bb,
+                                         ap_input_mode_t mode,
+                                         apr_off_t readbytes,
+                                         vthread_conn_t *conn,
+                                         apr_interval_time_t slice);
 static apr_status_t vthread_filter_out(ap_filter_t *f,
                                        apr_bucket_brigade *bb);
 static vthread_conn_t *vthread_filters_owner(conn_rec *c);
@@ -66,8 +87,14 @@ static apr_status_t vthread_filters_read_morphing(vthread_conn_t *conn,
                                                   apr_bucket *e);
 static apr_status_t vthread_filters_wait(vthread_conn_t *conn,
                                          apr_int16_t events);
+static apr_interval_time_t vthread_filters_timeout(vthread_conn_t *conn);
+
+/** Longest park of VTHREAD_IN_LINE before it asks the filters below
+ *  again (mod_reqtimeout counts in seconds). */
+#define VTHREAD_LINE_SLICE apr_time_from_sec(1)
 
 static ap_filter_rec_t *vthread_filters_in_handle;
+static ap_filter_rec_t *vthread_filters_in_line_handle;
 static ap_filter_rec_t *vthread_filters_out_handle;
 
 void vthread_filters_register(void)
@@ -75,6 +102,9 @@ void vthread_filters_register(void)
     vthread_filters_in_handle =
         ap_register_input_filter("VTHREAD_IN", vthread_filter_in, NULL,
                                  AP_FTYPE_NETWORK - 1);
+    vthread_filters_in_line_handle =
+        ap_register_input_filter("VTHREAD_IN_LINE", vthread_filter_in_line,
+                                 NULL, AP_FTYPE_CONNECTION + 7);
     vthread_filters_out_handle =
         ap_register_output_filter("VTHREAD_OUT", vthread_filter_out, NULL,
                                   AP_FTYPE_NETWORK - 1);
@@ -88,6 +118,8 @@ int vthread_filters_attach(conn_rec *c, void *csd)
         return OK;
     }
     ap_add_input_filter_handle(vthread_filters_in_handle, NULL, NULL, c);
+    ap_add_input_filter_handle(vthread_filters_in_line_handle, NULL, NULL,
+                               c);
     ap_add_output_filter_handle(vthread_filters_out_handle, NULL, NULL, c);
     return OK;
 }
@@ -112,8 +144,6 @@ static apr_status_t vthread_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
                                       apr_off_t readbytes)
 {
     vthread_conn_t *conn;
-    apr_off_t before = 0;
-    apr_status_t rv;
 
     if (block != APR_BLOCK_READ
         || (mode != AP_MODE_READBYTES && mode != AP_MODE_GETLINE
@@ -121,6 +151,43 @@ static apr_status_t vthread_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
         || !(conn = vthread_filters_owner(f->c))) {
         return ap_get_brigade(f->next, bb, mode, block, readbytes);
     }
+    return vthread_filters_read(f, bb, mode, readbytes, conn, 0);
+}
+
+static apr_status_t vthread_filter_in_line(ap_filter_t *f,
+                                           apr_bucket_brigade *bb,
+                                           ap_input_mode_t mode,
+                                           apr_read_type_e block,
+                                           apr_off_t readbytes)
+{
+    vthread_conn_t *conn;
+
+    if (block != APR_BLOCK_READ || mode != AP_MODE_GETLINE
+        || !(conn = vthread_filters_owner(f->c))) {
+        return ap_get_brigade(f->next, bb, mode, block, readbytes);
+    }
+    return vthread_filters_read(f, bb, mode, readbytes, conn,
+                                VTHREAD_LINE_SLICE);
+}
+
+/*
+ * A blocking read made of non-blocking reads of the filters below and
+ * parks on POLLIN: up to the socket's timeout, in one park (@a slice 0)
+ * or in parks of at most @a slice, asking the filters below again after
+ * each (they may have deadlines of their own).
+ */
+static apr_status_t vthread_filters_read(ap_filter_t *f,
+                                         apr_bucket_brigade *bb,
+                                         ap_input_mode_t mode,
+                                         apr_off_t readbytes,
+                                         vthread_conn_t *conn,
+                                         apr_interval_time_t slice)
+{
+    apr_interval_time_t timeout = vthread_filters_timeout(conn);
+    apr_time_t deadline = apr_time_now() + timeout;
+    apr_off_t before = 0;
+    apr_status_t rv;
+
     if (apr_brigade_length(bb, 0, &before) != APR_SUCCESS || before < 0) {
         before = 0;
     }
@@ -151,7 +218,29 @@ static apr_status_t vthread_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
         if (vthread_filters_got(bb, mode, before)) {
             return APR_SUCCESS;
         }
-        rv = vthread_filters_wait(conn, APR_POLLIN);
+        if (slice <= 0) {
+            rv = vthread_filters_wait(conn, APR_POLLIN);
+        }
+        else {
+            apr_interval_time_t left = timeout < 0 ? slice
+                                       : deadline - apr_time_now();
+
+            if (left <= 0) {
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, APR_TIMEUP, f->c,
+                              APLOGNO(10943) "no whole line from the client "
+                              "within %" APR_TIME_T_FMT " ms",
+                              apr_time_as_msec(timeout));
+                return APR_TIMEUP;
+            }
+            rv = vthread_wait_io(conn->sock, APR_POLLIN,
+                                 left < slice ? left : slice);
+            if (rv == APR_TIMEUP) {
+                rv = APR_SUCCESS;   /* ask the filters below again */
+            }
+            else if (rv != APR_SUCCESS) {
+                f->c->aborted = 1;  /* cancelled: as vthread_filters_wait */
+            }
+        }
         if (rv != APR_SUCCESS) {
             return rv;
         }
@@ -413,13 +502,9 @@ apr_status_t vthread_filters_drain(vthread_conn_t *conn)
 static apr_status_t vthread_filters_wait(vthread_conn_t *conn,
                                          apr_int16_t events)
 {
-    apr_interval_time_t timeout = 0;
+    apr_interval_time_t timeout = vthread_filters_timeout(conn);
     apr_status_t rv;
 
-    if (apr_socket_timeout_get(conn->sock, &timeout) != APR_SUCCESS
-        || timeout == 0) {
-        timeout = conn->c->base_server->timeout;
-    }
     rv = vthread_wait_io(conn->sock, events, timeout);
     if (rv == APR_TIMEUP) {
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, conn->c, APLOGNO(10940)
@@ -433,4 +518,17 @@ static apr_status_t vthread_filters_wait(vthread_conn_t *conn,
         conn->c->aborted = 1;
     }
     return rv;
+}
+
+/* What a blocking call on the client socket would wait for: the socket's
+ * timeout (Timeout, or mod_reqtimeout's while it reads). */
+static apr_interval_time_t vthread_filters_timeout(vthread_conn_t *conn)
+{
+    apr_interval_time_t timeout = 0;
+
+    if (apr_socket_timeout_get(conn->sock, &timeout) != APR_SUCCESS
+        || timeout == 0) {
+        timeout = conn->c->base_server->timeout;
+    }
+    return timeout;
 }

@@ -20,17 +20,21 @@
  * Ownership of a connection (the rule every file follows): a conn_rec and
  * its pools are used by one thread at a time. The MPM owns a connection
  * until the first offloaded request's suspend_connection hook; from then
- * on mod_vthread owns it until teardown, and hands it on explicitly:
- *   fiber (handler, finish, write completion, keep-alive wait)
- *     -> ap_mpm_register_timed_callback -> MPM worker (read + process the
- *        next request) -> fiber (a new one) -> ... -> teardown on a fiber.
- * Whoever hands the connection on must not touch it (nor its pools, nor
- * the vthread_conn_t stored in them) afterwards.
+ * on mod_vthread owns it until teardown, on one fiber:
+ *   handler, finish, write completion, keep-alive wait, read and process
+ *   the next request, ... -> teardown.
+ * Two hand-overs leave that fiber, explicitly: the handler of a location
+ * without VThreadHandler runs on an MPM worker while the fiber waits
+ * (vthread_borrow.c), and a keep-alive wait cancelled at child stop passes
+ * a request that already arrived to a new fiber (vthread_conn.c). Whoever
+ * hands the connection on must not touch it (nor its pools, nor the
+ * vthread_conn_t stored in them) until it is handed back.
  *
  * Log message numbers: APLOGNO(10900) to APLOGNO(10949), by file (the
  * demo module, mod_vthread_demo.c, uses 10950 to 10999):
  *   10900-10919 vthread_child.c     10920-10929 vthread_handler.c
- *   10930-10939 vthread_conn.c      10940-10949 vthread_filters.c
+ *   10930-10939 vthread_conn.c, vthread_borrow.c (10937)
+ *   10940-10949 vthread_filters.c
  *   10880-10899 vthread_notes.c, vthread_status.c (none used yet)
  */
 #ifndef VTHREAD_GLUE_H
@@ -101,6 +105,9 @@ struct vthread_req_t {
     int status;
     /** From fiber start to handler end (vthread_notes.c). */
     vthread_track_t track;
+    /** The fiber's parked time when the handler started (a connection's
+     *  fiber serves one request after another). */
+    apr_interval_time_t parked_before;
 };
 
 /**
@@ -173,6 +180,23 @@ int vthread_handler_offload(request_rec *r);
  * caller must not touch @a req, r or the connection afterwards.
  */
 void vthread_handler_start(vthread_req_t *req);
+/** Run @a req's real handler here; its result mapped as
+ *  ap_invoke_handler() maps it (never DECLINED). */
+int vthread_handler_run(vthread_req_t *req);
+
+/* --------------------------------------------------------- borrow */
+
+/** Create the list of requests waiting for an MPM worker. */
+apr_status_t vthread_borrow_child_init(apr_pool_t *pchild);
+/** Child exit, MPM workers joined: fail the requests still waiting. */
+void vthread_borrow_child_exit(void);
+/**
+ * On the fiber of an owned connection: run @a req's handler on an MPM
+ * worker, parked meanwhile.
+ * @return the handler's result, as vthread_handler_run(); 503 if no
+ *         worker will run it (child exit)
+ */
+int vthread_borrow_run(vthread_req_t *req);
 
 /* ----------------------------------------------------------- conn */
 
@@ -192,6 +216,9 @@ vthread_conn_t *vthread_conn_ensure(conn_rec *c);
 int vthread_conn_offload(vthread_req_t *req);
 /** suspend_connection hook: the MPM has let go; start the fiber. */
 void vthread_conn_suspended(conn_rec *c, request_rec *r);
+/** post_read_request hook: for a request read on an owned connection's
+ *  fiber, note its KeepAliveTimeout (and no keep-alive if stopping). */
+int vthread_conn_post_read_request(request_rec *r);
 /** A fiber takes the connection over (client I/O yields from now). */
 void vthread_conn_enter_fiber(vthread_conn_t *conn);
 /**
@@ -275,8 +302,15 @@ void vthread_status_count(int how);
  *  vthread-offload (inline, overflow-inline or 503) and count it. */
 void vthread_notes_inline(request_rec *r, vthread_offload_e how,
                           const char *why);
+/** Where an offloaded handler runs. */
+typedef enum {
+    VTHREAD_WHERE_SUSPENDED = 0,    /**< new fiber, request suspended */
+    VTHREAD_WHERE_JOINED,           /**< new fiber, the worker waits */
+    VTHREAD_WHERE_CONN_FIBER        /**< the owned connection's fiber */
+} vthread_where_e;
+
 /** The handler hook offloaded @a r (trace log). */
-void vthread_notes_offloaded(request_rec *r, int async);
+void vthread_notes_offloaded(request_rec *r, vthread_where_e where);
 /** An internal redirect: copy the vthread-* notes of r->prev. */
 void vthread_notes_inherit(request_rec *r);
 /** First thing on the request's fiber: start timing it. */

@@ -10,11 +10,16 @@
  *                             MPM worker: offload this request or not;
  *   async MPM, HTTP/1.x       create the fiber, return SUSPENDED; the
  *                             fiber starts later (vthread_handler_start,
- *                             called by vthread_conn.c once the MPM or our
- *                             callback has let go of the request);
+ *                             called by vthread_conn.c once the MPM has
+ *                             let go of the request);
  *   other MPMs                create, start and join the fiber: the
  *                             worker waits, nothing is suspended;
  *   HTTP/2 streams            decline: the handler runs inline.
+ * vthread_handler_owned()     the same hook on the fiber of a connection
+ *                             mod_vthread owns (its later requests are
+ *                             read there): run the handler right here if
+ *                             its location asks for a fiber, else on an
+ *                             MPM worker (vthread_borrow.c).
  * vthread_handler_async_main  on the fiber: the real handler, its result
  *                             mapped and answered as httpd would, then
  *                             vthread_conn_finish_request() carries the
@@ -41,9 +46,11 @@
 
 APLOG_USE_MODULE(vthread);
 
+static int vthread_handler_owned(request_rec *r, vthread_conn_t *conn);
+static const char *vthread_handler_label(request_rec *r);
 static apr_status_t vthread_handler_async_main(void *arg);
 static apr_status_t vthread_handler_sync_main(void *arg);
-static int vthread_handler_run(vthread_req_t *req);
+static int vthread_handler_serve(vthread_req_t *req);
 static void vthread_handler_respond(request_rec *r, int status);
 static int vthread_handler_join(vthread_req_t *req);
 static int vthread_handler_overflow(request_rec *r, apr_status_t rv);
@@ -57,9 +64,9 @@ int vthread_handler_offload(request_rec *r)
 {
     conn_rec *c = r->connection;
     const vthread_dir_conf_t *dc;
+    vthread_conn_t *conn;
     vt_runtime_t *rt;
     vthread_req_t *req;
-    const char *label;
     int async;
     apr_status_t rv;
 
@@ -67,16 +74,19 @@ int vthread_handler_offload(request_rec *r)
      * far to its scoreboard slot (before mod_status reads it). */
     vthread_scoreboard_flush();
 
-    /* Subrequests and internal redirects (ErrorDocument) stay inline:
-     * suspending them crashes the child. */
-    if (r->main || r->prev) {
-        if (!r->main) {
-            vthread_notes_inherit(r);   /* access-log notes follow */
-        }
+    /* Subrequests run where their main request runs. Our own request
+     * whose real handler is being run: let it. */
+    if (r->main || ap_get_module_config(r->request_config, &vthread_module)) {
         return DECLINED;
     }
-    /* Our own request on its fiber: let the real handler run. */
-    if (ap_get_module_config(r->request_config, &vthread_module)) {
+    conn = vthread_conn_get(c);
+    if (conn && conn->owned && vthread_on_fiber()) {
+        return vthread_handler_owned(r, conn);
+    }
+    /* Internal redirects (ErrorDocument) stay inline on a worker:
+     * suspending them crashes the child. */
+    if (r->prev) {
+        vthread_notes_inherit(r);   /* access-log notes follow */
         return DECLINED;
     }
     dc = ap_get_module_config(r->per_dir_config, &vthread_module);
@@ -96,13 +106,10 @@ int vthread_handler_offload(request_rec *r)
     req = apr_pcalloc(r->pool, sizeof(*req));
     req->r = r;
     req->handler = r->handler;
-    label = apr_psprintf(r->pool, "%s (client %s)",
-                         r->the_request ? r->the_request : r->uri,
-                         r->useragent_ip ? r->useragent_ip : "-");
     rv = vt_fiber_create(&req->fiber, rt,
                          async ? vthread_handler_async_main
                                : vthread_handler_sync_main,
-                         req, label);
+                         req, vthread_handler_label(r));
     if (rv != APR_SUCCESS) {
         return vthread_handler_overflow(r, rv);
     }
@@ -110,11 +117,51 @@ int vthread_handler_offload(request_rec *r)
     ap_set_module_config(r->request_config, &vthread_module, req);
     apr_pool_cleanup_register(r->pool, req, vthread_handler_discard,
                               apr_pool_cleanup_null);
-    vthread_notes_offloaded(r, async);  /* trace */
+    vthread_notes_offloaded(r, async ? VTHREAD_WHERE_SUSPENDED
+                                     : VTHREAD_WHERE_JOINED);   /* trace */
     if (async) {
         return vthread_conn_offload(req);
     }
     return vthread_handler_join(req);
+}
+
+/* On the fiber that serves an owned connection, inside
+ * ap_process_async_request(): never SUSPENDED, since the caller answers,
+ * logs and finishes the request on this fiber. */
+static int vthread_handler_owned(request_rec *r, vthread_conn_t *conn)
+{
+    const vthread_dir_conf_t *dc =
+        ap_get_module_config(r->per_dir_config, &vthread_module);
+    vthread_req_t *req = apr_pcalloc(r->pool, sizeof(*req));
+
+    req->r = r;
+    req->conn = conn;
+    req->handler = r->handler;
+    ap_set_module_config(r->request_config, &vthread_module, req);
+    apr_pool_cleanup_register(r->pool, req, vthread_handler_discard,
+                              apr_pool_cleanup_null);
+    if (r->prev) {
+        vthread_notes_inherit(r);   /* access-log notes follow */
+    }
+    if (!vthread_config_wants(dc, r->handler)) {
+        return vthread_borrow_run(req);
+    }
+    if (r->prev) {
+        /* An internal redirect to an offloaded location: timed and noted
+         * as part of the request it came from. */
+        return vthread_handler_run(req);
+    }
+    vt_fiber_set_label(vt_fiber_current(), vthread_handler_label(r));
+    vthread_notes_offloaded(r, VTHREAD_WHERE_CONN_FIBER);   /* trace */
+    return vthread_handler_serve(req);
+}
+
+/* What the watchdog and the stack overflow report name. */
+static const char *vthread_handler_label(request_rec *r)
+{
+    return apr_psprintf(r->pool, "%s (client %s)",
+                        r->the_request ? r->the_request : r->uri,
+                        r->useragent_ip ? r->useragent_ip : "-");
 }
 
 void vthread_handler_start(vthread_req_t *req)
@@ -138,15 +185,7 @@ static apr_status_t vthread_handler_async_main(void *arg)
     int status;
 
     vthread_conn_enter_fiber(conn);
-    vthread_notes_fiber_start(req);     /* timing for the access log */
-    /* Stopping child: say "Connection: close" with this response. */
-    if (vthread_child_is_stopping()) {
-        r->connection->keepalive = AP_CONN_CLOSE;
-    }
-    vthread_hangup_watch(conn);
-    status = vthread_handler_run(req);
-    vthread_hangup_unwatch(conn);
-    vthread_notes_handler_end(req, status); /* notes, before the log */
+    status = vthread_handler_serve(req);
     if (status == SUSPENDED) {
         /* The real handler suspended the request itself (as mod_dialup
          * does) and will finish it from elsewhere; httpd 2.4 cannot give
@@ -182,8 +221,26 @@ static apr_status_t vthread_handler_sync_main(void *arg)
     return APR_SUCCESS;
 }
 
-/* Run the real handler and map its result as ap_invoke_handler() does. */
-static int vthread_handler_run(vthread_req_t *req)
+/* An offloaded request's handler on its fiber, timed and noted, cancelled
+ * if the client hangs up. */
+static int vthread_handler_serve(vthread_req_t *req)
+{
+    request_rec *r = req->r;
+    int status;
+
+    vthread_notes_fiber_start(req);     /* timing for the access log */
+    /* Stopping child: say "Connection: close" with this response. */
+    if (vthread_child_is_stopping()) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    vthread_hangup_watch(req->conn);
+    status = vthread_handler_run(req);
+    vthread_hangup_unwatch(req->conn);
+    vthread_notes_handler_end(req, status); /* notes, before the log */
+    return status;
+}
+
+int vthread_handler_run(vthread_req_t *req)
 {
     request_rec *r = req->r;
     const char *outer = r->handler;

@@ -60,13 +60,18 @@ void vthread_notes_inline(request_rec *r, vthread_offload_e how,
                   why);
 }
 
-void vthread_notes_offloaded(request_rec *r, int async)
+void vthread_notes_offloaded(request_rec *r, vthread_where_e where)
 {
+    static const char *const how[] = {
+        "will run on a fiber; the worker goes back to the MPM",
+        "will run on a fiber; the worker waits for it (MPM not "
+        "asynchronous)",
+        "runs here, on the connection's fiber"
+    };
+
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
-                  "offloaded: handler \"%s\" will run on a fiber; %s",
-                  r->handler ? r->handler : "-",
-                  async ? "the worker goes back to the MPM"
-                        : "the worker waits for it (MPM not asynchronous)");
+                  "offloaded: handler \"%s\" %s",
+                  r->handler ? r->handler : "-", how[where]);
 }
 
 void vthread_notes_inherit(request_rec *r)
@@ -92,6 +97,8 @@ void vthread_notes_fiber_start(vthread_req_t *req)
 
     vthread_status_track(&req->track, VTHREAD_TRACK_HANDLER);
     vthread_status_count(VTHREAD_OFFLOAD_FIBER);
+    /* The fiber may have served earlier requests of the connection. */
+    req->parked_before = vt_fiber_parked_time(vt_fiber_current());
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
                   "fiber started on carrier %d, %" APR_TIME_T_FMT " us "
                   "after the request arrived",
@@ -104,7 +111,7 @@ void vthread_notes_handler_end(vthread_req_t *req, int status)
     request_rec *r = req->r, *rr;
     vt_fiber_t *f = vt_fiber_current();
     apr_time_t now = apr_time_now();
-    apr_interval_time_t park = vt_fiber_parked_time(f);
+    apr_interval_time_t park = vt_fiber_parked_time(f) - req->parked_before;
     apr_interval_time_t run = now - req->track.since - park;
     int carrier = vt_fiber_carrier_index(f);
     const char *carrier_s, *park_s, *run_s;

@@ -126,10 +126,17 @@ int vthread_scoreboard_count(request_rec *r)
 {
     apr_off_t bytes;
 
-    /* Only what ap_increment_counts() skips: an offloaded request logged
-     * without a scoreboard handle. */
-    if (!ap_extended_status || r->connection->sbh
-        || !ap_get_module_config(r->request_config, &vthread_module)) {
+    const vthread_conn_t *conn;
+
+    /* Only what ap_increment_counts() skips: a request logged without a
+     * scoreboard handle because it was offloaded, or read on the fiber of
+     * a connection mod_vthread owns. */
+    if (!ap_extended_status || r->connection->sbh) {
+        return DECLINED;
+    }
+    conn = vthread_conn_get(r->connection);
+    if (!ap_get_module_config(r->request_config, &vthread_module)
+        && !(conn && conn->owned)) {
         return DECLINED;
     }
     if (r->method_number == M_GET && r->method && r->method[0] == 'H') {

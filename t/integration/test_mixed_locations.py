@@ -6,9 +6,11 @@ and back. VThreadHandler also selects what to offload by handler name and
 by nested location.
 """
 
+import time
+
 import pytest
 
-from conftest import (SCALE, Conn, big_body, build_request, failures,
+from conftest import (SCALE, Conn, Prober, big_body, build_request, failures,
                       run_concurrently, running)
 
 NAMED = """
@@ -105,3 +107,35 @@ def test_what_is_offloaded_follows_the_configuration(httpd):
         assert t < 1.2 * SCALE, ("expected offloaded", p, fast, slow)
     for p, t in slow.items():
         assert t > 1.4, ("expected inline", p, fast, slow)
+
+
+def test_inline_handler_on_an_owned_connection_runs_on_a_worker():
+    """A keep-alive connection mod_vthread owns reads its next requests on
+    its fiber; a handler without VThreadHandler must still run on an MPM
+    worker, not block the carrier. One carrier: while four owned
+    connections each run a blocking 1.5 s inline sleep, probes of the
+    offloaded sleep (on that same carrier) keep answering in time."""
+    with running(name="mixed-borrow", carriers=1, threads=8) as h:
+        conns = [Conn(h.port) for _ in range(4)]
+        try:
+            for c in conns:     # offloaded first: mod_vthread owns them
+                r = c.exchange("GET", "/sleep?ms=1")
+                assert r.status == 200 and r.keeps_alive(), r
+            with Prober(h.port, "/sleep?ms=10") as probe:
+                t0 = time.monotonic()
+                for c in conns:
+                    c.request("GET", "/inline/sleep?ms=1500")
+                rs = [c.response() for c in conns]
+                took = time.monotonic() - t0
+            for r in rs:
+                assert r.status == 200 and r.body == b"slept 1500 ms\n", r
+                assert r.keeps_alive(), r
+            # Run side by side on workers: not 4 x 1.5 s in a row.
+            assert took < 3.0 * SCALE, took
+            probe.check(0.5, at_least=20)
+            # The connections carry on, offloaded again.
+            for c in conns:
+                assert c.exchange("GET", "/sleep?ms=1").status == 200
+        finally:
+            for c in conns:
+                c.close()

@@ -121,12 +121,6 @@ def test_graceful_restart_under_wrk_load(conn):
         new = h.note_children()
         assert new and not set(new) & set(old), (old, new)
         assert h.get("/sleep?ms=1").status == 200
-    if fig["errors"] and conn == "keepalive" and re.search(
-            r"Socket errors: connect 0, read \d+, write 0, timeout 0", out):
-        # Known: see test_request_waiting_on_a_cancelled_keepalive_
-        # connection_is_served below (reported to the lead).
-        pytest.xfail("%d keep-alive requests closed without an answer at "
-                     "the restart" % fig["errors"])
     assert fig["errors"] == 0, out
 
 
@@ -140,10 +134,6 @@ VThreadPinnedWarn Off
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported to the lead, "
-                   "vthread_conn.c): a keep-alive wait cancelled by "
-                   "child_stopping closes the connection without looking "
-                   "at the socket, dropping a request already there")
 def test_request_waiting_on_a_cancelled_keepalive_connection_is_served():
     """A request that reached an idle keep-alive connection before the old
     child closed it must be answered (with Connection: close), not dropped.
@@ -152,15 +142,12 @@ def test_request_waiting_on_a_cancelled_keepalive_connection_is_served():
     its keep-alive queue, so only a request arriving after that (a race
     no server can win) is lost. mod_vthread's keep-alive wait is ended by
     a cancel that the carrier handles after its last epoll; a request
-    arriving between that epoll and the moment the fiber runs and closes
-    is dropped, though the server has not closed yet. Under load that
-    window is as long as the carrier's run queue: wrk -c500 loses a few
-    requests per graceful restart. Here one carrier is pinned (test-only
-    vthread-spin) to hold the window open for a second.
-    Suggested fix: when the keep-alive wait ends with APR_ECONNABORTED,
-    peek the socket once (as wait_keepalive does after a wake-up) and
-    serve a request that is already there, the child stopping makes its
-    response say Connection: close."""
+    arriving between that epoll and the moment the fiber runs must still
+    be answered (vthread_conn_rescue: the socket is peeked once and the
+    request served on a new fiber). Under load that window is as long as
+    the carrier's run queue (wrk -c500 lost a few requests per graceful
+    restart before the fix). Here one carrier is pinned (test-only
+    vthread-spin) to hold the window open for a second."""
     h = Httpd(name="ka-cancel", server_limit=2, max_workers=4, carriers=1,
               keepalive_timeout=30, extra=UNSAFE_SPIN)
     try:

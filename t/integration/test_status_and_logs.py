@@ -306,10 +306,18 @@ STORY = [
     ("keep-alive wait", r"keep-alive wait \(KeepAliveTimeout 5000 ms\)"),
     ("keep-alive end", r"keep-alive wait ended after \d+ ms: the next "
                        r"request is there"),
-    ("hand-off", r"handing the connection to an MPM worker"),
-    ("next request read", r"on an MPM worker: reading the next request"),
-    ("next offload", r"next request offloaded: starting its fiber"),
+    ("next request read", r"reading the next request on the connection's "
+                          r"fiber"),
+    ("next offload", r'handler "vthread-sleep" runs here, on the '
+                     r"connection's fiber"),
     ("second handler end", r'handler "vthread-sleep" returned 0'),
+    ("third request read", r"reading the next request on the connection's "
+                           r"fiber"),
+    ("inline handler", r'no VThreadHandler here: handler "[^"]*" runs on an '
+                       r"MPM worker"),
+    ("fourth request read", r"reading the next request on the connection's "
+                            r"fiber"),
+    ("fourth handler end", r'handler "vthread-sleep" returned 0'),
     ("close", r"closing the connection \(lingering close\)"),
     ("teardown", r"connection done: releasing it"),
 ]
@@ -320,6 +328,9 @@ def test_trace_log_tells_the_story_of_a_connection():
         with Conn(h.port) as c:
             assert c.exchange("GET", "/sleep?ms=20").status == 200
             time.sleep(0.1)
+            assert c.exchange("GET", "/sleep?ms=20").status == 200
+            r = c.exchange("GET", "/static/hello.txt")
+            assert r.status == 200 and r.text == "hello, static\n", r
             assert c.exchange("GET", "/sleep?ms=20",
                               headers={"Connection": "close"}).status == 200
             assert c.closed_by_server(5)

@@ -1,0 +1,191 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/*
+ * A handler that must not run on a carrier, for a request read on a
+ * fiber: it runs on an MPM worker while the fiber waits.
+ *
+ * Once mod_vthread owns a connection, its next requests are read on the
+ * connection's fiber (vthread_conn.c), so that a keep-alive request to an
+ * offloaded location costs no thread switch at all. A request to a
+ * location without VThreadHandler must still run its handler on an MPM
+ * worker (it may block: a proxy, a CGI, a database). The fiber hands the
+ * request to a worker with ap_mpm_register_timed_callback(0) and parks
+ * until the worker has run the handler; the fiber then answers and logs
+ * the request as usual. Only the handler phase moves; the phases before
+ * it ran on the fiber.
+ *
+ * Ownership: while the worker runs the handler, the fiber does not touch
+ * the request or the connection; the worker touches neither after waking
+ * the fiber.
+ *
+ * The wait cannot be cancelled (the worker may be using the request), so
+ * a request whose callback never runs must be failed by someone else: the
+ * event MPM drops pending callbacks when its listener exits (ungraceful
+ * stop), and the child then stops the runtime, which would wait for this
+ * fiber forever. vthread_borrow_child_exit() runs first, after the MPM has
+ * joined its workers, and fails every request still waiting.
+ */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <scoreboard.h>
+#include <ap_mpm.h>
+
+#include <apr_thread_mutex.h>
+
+#include "vthread_glue.h"
+#include "vt_wait.h"
+
+APLOG_USE_MODULE(vthread);
+
+/** A request waiting for, or running on, an MPM worker; on its fiber's
+ *  stack. */
+typedef struct vthread_borrow_t vthread_borrow_t;
+struct vthread_borrow_t {
+    vthread_req_t *req;
+    vt_waiter_t waiter;         /**< claimed by the worker, or at exit */
+    int status;                 /**< the handler's result */
+    vthread_borrow_t *prev;     /**< in the waiting list (mutex) */
+    vthread_borrow_t *next;
+};
+
+static void vthread_borrow_on_worker(void *baton);
+static void vthread_borrow_unlist(vthread_borrow_t *b);
+
+/* Requests whose callback has not started, under the mutex. */
+static apr_thread_mutex_t *vthread_borrow_mutex;
+static vthread_borrow_t *vthread_borrow_waiting;
+static int vthread_borrow_closed;
+
+apr_status_t vthread_borrow_child_init(apr_pool_t *pchild)
+{
+    vthread_borrow_waiting = NULL;
+    vthread_borrow_closed = 0;
+    return apr_thread_mutex_create(&vthread_borrow_mutex,
+                                   APR_THREAD_MUTEX_DEFAULT, pchild);
+}
+
+void vthread_borrow_child_exit(void)
+{
+    vthread_borrow_t *b;
+    vt_waiter_t *resume = NULL;
+
+    if (!vthread_borrow_mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(vthread_borrow_mutex);
+    vthread_borrow_closed = 1;
+    while ((b = vthread_borrow_waiting) != NULL) {
+        vthread_borrow_unlist(b);
+        if (vt_waiter_claim(&b->waiter, APR_ECONNABORTED)) {
+            b->waiter.resume_next = resume;
+            resume = &b->waiter;
+        }
+    }
+    apr_thread_mutex_unlock(vthread_borrow_mutex);
+    vt_waiter_resume_list(resume);
+}
+
+int vthread_borrow_run(vthread_req_t *req)
+{
+    vthread_conn_t *conn = req->conn;
+    request_rec *r = req->r;
+    vthread_borrow_t b = { 0 };
+    apr_status_t rv;
+
+    b.req = req;
+    vt_waiter_init(&b.waiter);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
+                  "no VThreadHandler here: handler \"%s\" runs on an MPM "
+                  "worker", r->handler ? r->handler : "-");
+
+    apr_thread_mutex_lock(vthread_borrow_mutex);
+    if (vthread_borrow_closed) {
+        apr_thread_mutex_unlock(vthread_borrow_mutex);
+        rv = APR_ECONNABORTED;
+    }
+    else {
+        b.next = vthread_borrow_waiting;
+        if (b.next) {
+            b.next->prev = &b;
+        }
+        vthread_borrow_waiting = &b;
+        apr_thread_mutex_unlock(vthread_borrow_mutex);
+        /* From here the worker may own the request and connection. */
+        conn->fiber_io = 0;
+        rv = ap_mpm_register_timed_callback(0, vthread_borrow_on_worker,
+                                            &b);
+        if (rv != APR_SUCCESS) {
+            apr_thread_mutex_lock(vthread_borrow_mutex);
+            vthread_borrow_unlist(&b);
+            apr_thread_mutex_unlock(vthread_borrow_mutex);
+        }
+        else {
+            rv = vt_waiter_wait(&b.waiter, VT_PARK_SYNC, -1,
+                                VT_WAIT_UNCANCELLABLE);
+        }
+    }
+    vthread_conn_enter_fiber(conn);
+    r->connection->sbh = NULL;
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, APLOGNO(10937)
+                      "no MPM worker to run handler \"%s\" (the child is "
+                      "stopping?): answering 503",
+                      r->handler ? r->handler : "-");
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    return b.status;
+}
+
+/* On an MPM worker: what ap_invoke_handler() would have done here. */
+static void vthread_borrow_on_worker(void *baton)
+{
+    vthread_borrow_t *b = baton;
+    vthread_req_t *req = b->req;
+    conn_rec *c = req->r->connection;
+    int status;
+
+    apr_thread_mutex_lock(vthread_borrow_mutex);
+    if (b->waiter.claimed) {
+        /* Failed at child exit: the fiber has moved on. */
+        apr_thread_mutex_unlock(vthread_borrow_mutex);
+        return;
+    }
+    vthread_borrow_unlist(b);
+    apr_thread_mutex_unlock(vthread_borrow_mutex);
+
+#if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
+    c->current_thread = ap_thread_current();
+#endif
+    vthread_scoreboard_flush();
+    c->sbh = vthread_scoreboard_worker(req->conn);
+    ap_update_child_status(c->sbh, SERVER_BUSY_WRITE, req->r);
+    status = vthread_handler_run(req);
+    c->sbh = NULL;
+    b->status = status;
+    /* The last touch: the fiber may free b as soon as it is resumed. */
+    if (vt_waiter_claim(&b->waiter, APR_SUCCESS)) {
+        vt_waiter_resume(&b->waiter);
+    }
+}
+
+static void vthread_borrow_unlist(vthread_borrow_t *b)
+{
+    if (b->prev) {
+        b->prev->next = b->next;
+    }
+    else if (vthread_borrow_waiting == b) {
+        vthread_borrow_waiting = b->next;
+    }
+    else {
+        return;     /* not listed */
+    }
+    if (b->next) {
+        b->next->prev = b->prev;
+    }
+    b->prev = b->next = NULL;
+}
