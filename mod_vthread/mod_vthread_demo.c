@@ -612,7 +612,11 @@ static const demo_server_conf *demo_backend(request_rec *r)
 static void demo_log_fetch_failure(request_rec *r, const char *path,
                                    const demo_fetch_t *f)
 {
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, f->rv, r, APLOGNO(10955)
+    /* A fetch cut short because the client left or the child stops is
+     * not the backend's fault: info, not warn. */
+    int level = vthread_cancelled() ? APLOG_INFO : APLOG_WARNING;
+
+    ap_log_rerror(APLOG_MARK, level, f->rv, r, APLOGNO(10955)
                   "%s: GET %s from %s: %s", r->handler, path,
                   ((demo_server_conf *)ap_get_module_config(
                       r->server->module_config,
