@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian 12 packages needed to build, test and run mod_vthread.
-# Installs only what is missing, so it is quick to re-run.
+# Install the Debian 12 packages needed to build, test and run mod_vthread,
+# plus any named as arguments (build/fuzz.sh: clang). Installs only what is
+# missing, so it is quick to re-run.
 set -euo pipefail
 
 packages=(
     apache2 apache2-dev libapr1-dev libaprutil1-dev libboost-context-dev
     check autoconf automake libtool libtool-bin pkg-config gcc make
-    python3-pytest wrk valgrind openssl
+    python3-pytest wrk valgrind openssl "$@"
 )
 
 missing=()
