@@ -188,6 +188,10 @@ void vt_fiber_set_label(vt_fiber_t *f, const char *label)
     /* The watchdog may read the old label meanwhile: at worst a report
      * names a mix of two requests; the buffer stays terminated. */
     strncpy(f->label, label ? label : "", sizeof(f->label) - 1);
+    if (f->stack) {
+        /* The overflow report reads the copy in the stack's header. */
+        memcpy(f->stack->label, f->label, sizeof(f->stack->label));
+    }
 }
 
 apr_interval_time_t vt_fiber_parked_time(const vt_fiber_t *f)

@@ -209,8 +209,9 @@ vthread_conn_t *vthread_conn_get(conn_rec *c);
 /** The connection's state, created if needed (by its owning thread). */
 vthread_conn_t *vthread_conn_ensure(conn_rec *c);
 /**
- * Async offload: remember @a req; its fiber starts when the MPM (first
- * offload) or our own callback (later ones) has let go of the request.
+ * Async offload of a connection's first offloaded request: remember
+ * @a req; its fiber starts once the MPM has let go of the request (the
+ * suspend_connection hook). Later requests run on that fiber.
  * @return SUSPENDED
  */
 int vthread_conn_offload(vthread_req_t *req);

@@ -5,6 +5,7 @@
  * Slow mode (VT_SLOW=1, ASan, valgrind: see vt_test_util.h) uses 1,000
  * fibers instead of 10,000. */
 #include "vt_test_util.h"
+#include "vt_fiber.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -186,6 +187,45 @@ START_TEST(test_labels)
     vt_test_join(f);
     ck_assert_uint_eq(strlen(w.label), VT_LABEL_MAX - 1);
     ck_assert_int_eq(memcmp(w.label, longl, VT_LABEL_MAX - 1), 0);
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+/* A fiber that serves one piece of work after another renames itself:
+ * the new label replaces the whole old one, in the fiber and in its
+ * stack's header (what an overflow report names). */
+typedef struct {
+    char after_long[VT_LABEL_MAX];
+    char after_short[VT_LABEL_MAX];
+    char in_stack[VT_LABEL_MAX];
+} relabel_t;
+
+static apr_status_t fn_relabel(void *arg)
+{
+    relabel_t *rl = arg;
+    vt_fiber_t *self = vt_fiber_current();
+
+    vt_fiber_set_label(self, "GET /first-request-with-a-long-name HTTP/1.1");
+    strcpy(rl->after_long, vt_fiber_label(self));
+    vt_fiber_set_label(self, "GET /b HTTP/1.1");
+    strcpy(rl->after_short, vt_fiber_label(self));
+    strcpy(rl->in_stack, self->stack->label);
+    return APR_SUCCESS;
+}
+
+START_TEST(test_set_label)
+{
+    vt_test_rt_t t;
+    relabel_t rl;
+    vt_fiber_t *f;
+
+    vt_test_rt_start(&t, 1);
+    f = vt_test_go(&t, fn_relabel, &rl, "created as");
+    vt_test_join(f);
+    ck_assert_str_eq(rl.after_long,
+                     "GET /first-request-with-a-long-name HTTP/1.1");
+    ck_assert_str_eq(rl.after_short, "GET /b HTTP/1.1");
+    ck_assert_str_eq(rl.in_stack, "GET /b HTTP/1.1");
     vt_test_rt_stop(&t);
 }
 END_TEST
@@ -789,6 +829,7 @@ int main(void)
     vt_test_add(s, test_detach);
     vt_test_add(s, test_create_einval);
     vt_test_add(s, test_labels);
+    vt_test_add(s, test_set_label);
     vt_test_add(s, test_never_migrates);
     vt_test_add(s, test_many_fibers);
     vt_test_add(s, test_spawn_join_timeout);
