@@ -19,8 +19,11 @@
 #define VT_RUNS_PER_CLOCK 32
 
 /* How often released stacks beyond the hot watermark give back their
- * pages: RSS follows the live fiber count this closely. */
+ * pages: RSS follows the live fiber count this closely. A trim waits
+ * while fibers keep ending (a wave of answers: its madvise would slow
+ * the wave with TLB shoot-downs), for at most VT_TRIM_MAX_DEFER. */
 #define VT_TRIM_INTERVAL (250 * 1000)
+#define VT_TRIM_MAX_DEFER (2 * 1000 * 1000)
 
 /* initial-exec: in mod_vthread.so a global-dynamic TLS read is a call to
  * __tls_get_addr on every API entry; 8 bytes of static TLS avoid it. */
@@ -268,6 +271,7 @@ static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
 static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
 {
     live_unlink(c, f);
+    c->released_since_tick = 1;
     vt_stack_put(&c->stacks, f->stack);
     f->stack = NULL;
     publish_stack_stats(c);
@@ -293,6 +297,16 @@ static void trim_stacks(vt_carrier_t *c, apr_time_t now)
         return;
     }
     c->next_trim = now + VT_TRIM_INTERVAL;
+    if (c->released_since_tick) {
+        c->released_since_tick = 0;
+        if (!c->trim_deferred_since) {
+            c->trim_deferred_since = now;
+        }
+        if (now - c->trim_deferred_since < VT_TRIM_MAX_DEFER) {
+            return;
+        }
+    }
+    c->trim_deferred_since = 0;
     if (vt_stack_cache_trim(&c->stacks)) {
         publish_stack_stats(c);
     }

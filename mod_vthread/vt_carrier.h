@@ -42,6 +42,8 @@ typedef struct vt_carrier_t {
     vt_stack_cache_t stacks;
     int stop_seen;              /**< this carrier has cancelled its fibers */
     apr_time_t next_trim;       /**< when to trim the stack cache next */
+    apr_time_t trim_deferred_since; /**< first deferred tick, or 0 */
+    int released_since_tick;    /**< fibers ended since the last tick */
 
     pthread_mutex_t inbox_lock;
     vt_fiber_t *inbox_head;     /**< to make runnable (new or woken) */

@@ -14,7 +14,7 @@
  * page faults wait) and interrupts their CPUs. Connections tend to close
  * in bursts (a wave of answers), so the reaper waits for the burst to
  * pass: it destroys what is pending once no pool came for
- * VTHREAD_REAP_QUIET, or once VTHREAD_REAP_MAX pools (about 64 KiB each)
+ * VTHREAD_REAP_QUIET, or once VTHREAD_REAP_MAX pools (up to 64 KiB each)
  * or VTHREAD_REAP_AGE of waiting have piled up.
  *
  * The teardown clears the pool first (the MPM's cleanups must run then),
