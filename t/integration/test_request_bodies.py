@@ -53,6 +53,24 @@ def test_large_upload_with_content_length(httpd, path):
         assert r.status == 200 and r.text == "slept 0 ms\n"
 
 
+def test_uploads_on_a_connection_mod_vthread_owns(httpd):
+    """Once a connection is owned, its bodies are read by whoever runs the
+    handler: an MPM worker for an inline location (blocking reads), the
+    connection's fiber for an offloaded one (chunk-size lines included)."""
+    data = os.urandom(2 * 1024 * 1024 + 7)
+    pieces = [data[i:i + 50000] for i in range(0, len(data), 50000)]
+    with Conn(httpd.port, timeout=60) as c:
+        r = c.exchange("GET", "/sleep?ms=0")    # offloaded: owned from here
+        assert r.status == 200 and r.keeps_alive(), r
+        for rnd in range(2):
+            r = c.exchange("POST", "/inline/upload", {}, data)
+            assert r.status == 200 and r.body == upload_answer(data), rnd
+            r = c.exchange("POST", "/upload",
+                           {"Transfer-Encoding": "chunked"}, chunked(pieces))
+            assert r.status == 200 and r.body == upload_answer(data), rnd
+            assert r.keeps_alive(), r
+
+
 def test_large_chunked_upload(httpd):
     data = os.urandom(4 * 1024 * 1024 + 123)
     pieces = [data[i:i + 65536] for i in range(0, len(data), 65536)]
