@@ -43,26 +43,23 @@ APLOG_USE_MODULE(vthread);
 
 /** A request waiting for, or running on, an MPM worker; on its fiber's
  *  stack. */
-typedef struct vthread_borrow_t vthread_borrow_t;
-struct vthread_borrow_t {
+typedef struct vthread_borrow_t {
     vthread_req_t *req;
-    vt_waiter_t waiter;         /**< claimed by the worker, or at exit */
-    int status;                 /**< the handler's result */
-    vthread_borrow_t *prev;     /**< in the waiting list (mutex) */
-    vthread_borrow_t *next;
-};
+    vt_waiter_t waiter;     /**< queued until the callback starts; claimed
+                             *   by the worker, or at child exit */
+    int status;             /**< the handler's result */
+} vthread_borrow_t;
 
 static void vthread_borrow_on_worker(void *baton);
-static void vthread_borrow_unlist(vthread_borrow_t *b);
 
 /* Requests whose callback has not started, under the mutex. */
 static apr_thread_mutex_t *vthread_borrow_mutex;
-static vthread_borrow_t *vthread_borrow_waiting;
+static vt_waitq_t vthread_borrow_waiting;
 static int vthread_borrow_closed;
 
 apr_status_t vthread_borrow_child_init(apr_pool_t *pchild)
 {
-    vthread_borrow_waiting = NULL;
+    vthread_borrow_waiting = (vt_waitq_t){ 0 };
     vthread_borrow_closed = 0;
     return apr_thread_mutex_create(&vthread_borrow_mutex,
                                    APR_THREAD_MUTEX_DEFAULT, pchild);
@@ -70,7 +67,6 @@ apr_status_t vthread_borrow_child_init(apr_pool_t *pchild)
 
 void vthread_borrow_child_exit(void)
 {
-    vthread_borrow_t *b;
     vt_waiter_t *resume = NULL;
 
     if (!vthread_borrow_mutex) {
@@ -78,13 +74,7 @@ void vthread_borrow_child_exit(void)
     }
     apr_thread_mutex_lock(vthread_borrow_mutex);
     vthread_borrow_closed = 1;
-    while ((b = vthread_borrow_waiting) != NULL) {
-        vthread_borrow_unlist(b);
-        if (vt_waiter_claim(&b->waiter, APR_ECONNABORTED)) {
-            b->waiter.resume_next = resume;
-            resume = &b->waiter;
-        }
-    }
+    vt_waitq_claim_all(&vthread_borrow_waiting, APR_ECONNABORTED, &resume);
     apr_thread_mutex_unlock(vthread_borrow_mutex);
     vt_waiter_resume_list(resume);
 }
@@ -108,11 +98,7 @@ int vthread_borrow_run(vthread_req_t *req)
         rv = APR_ECONNABORTED;
     }
     else {
-        b.next = vthread_borrow_waiting;
-        if (b.next) {
-            b.next->prev = &b;
-        }
-        vthread_borrow_waiting = &b;
+        vt_waitq_push(&vthread_borrow_waiting, &b.waiter);
         apr_thread_mutex_unlock(vthread_borrow_mutex);
         /* From here the worker may own the request and connection. */
         conn->fiber_io = 0;
@@ -120,7 +106,7 @@ int vthread_borrow_run(vthread_req_t *req)
                                             &b);
         if (rv != APR_SUCCESS) {
             apr_thread_mutex_lock(vthread_borrow_mutex);
-            vthread_borrow_unlist(&b);
+            vt_waitq_unlink(&vthread_borrow_waiting, &b.waiter);
             apr_thread_mutex_unlock(vthread_borrow_mutex);
         }
         else {
@@ -150,12 +136,13 @@ static void vthread_borrow_on_worker(void *baton)
     int status;
 
     apr_thread_mutex_lock(vthread_borrow_mutex);
-    if (b->waiter.claimed) {
-        /* Failed at child exit: the fiber has moved on. */
+    if (vthread_borrow_closed) {
+        /* Failed at child exit (every queued request was): the fiber has
+         * moved on, and b with it; do not touch it. */
         apr_thread_mutex_unlock(vthread_borrow_mutex);
         return;
     }
-    vthread_borrow_unlist(b);
+    vt_waitq_unlink(&vthread_borrow_waiting, &b->waiter);
     apr_thread_mutex_unlock(vthread_borrow_mutex);
 
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
@@ -171,21 +158,4 @@ static void vthread_borrow_on_worker(void *baton)
     if (vt_waiter_claim(&b->waiter, APR_SUCCESS)) {
         vt_waiter_resume(&b->waiter);
     }
-}
-
-static void vthread_borrow_unlist(vthread_borrow_t *b)
-{
-    if (b->prev) {
-        b->prev->next = b->next;
-    }
-    else if (vthread_borrow_waiting == b) {
-        vthread_borrow_waiting = b->next;
-    }
-    else {
-        return;     /* not listed */
-    }
-    if (b->next) {
-        b->next->prev = b->prev;
-    }
-    b->prev = b->next = NULL;
 }

@@ -183,11 +183,16 @@ static apr_status_t vthread_filters_read(ap_filter_t *f,
                                          vthread_conn_t *conn,
                                          apr_interval_time_t slice)
 {
-    apr_interval_time_t timeout = vthread_filters_timeout(conn);
-    apr_time_t deadline = apr_time_now() + timeout;
+    apr_interval_time_t timeout = 0;
+    apr_time_t deadline = 0;
     apr_off_t before = 0;
     apr_status_t rv;
 
+    if (slice > 0) {
+        /* Parks in slices count against one deadline, set on entry. */
+        timeout = vthread_filters_timeout(conn);
+        deadline = apr_time_now() + timeout;
+    }
     if (apr_brigade_length(bb, 0, &before) != APR_SUCCESS || before < 0) {
         before = 0;
     }
