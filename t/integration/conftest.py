@@ -747,6 +747,81 @@ def big_body(kb):
     return line * (kb * 16)
 
 
+# The demo's test-only handlers (a CPU loop, a recursion that overflows
+# its stack), gated by VThreadDemoUnsafe: the `extra` of a test's Httpd.
+UNSAFE = """
+VThreadDemoUnsafe On
+<Location "/spin">
+    SetHandler vthread-spin
+    VThreadHandler On
+</Location>
+<Location "/recurse">
+    SetHandler vthread-recurse
+    VThreadHandler On
+</Location>
+<Location "/inline/recurse">
+    SetHandler vthread-recurse
+    VThreadHandler Off
+</Location>
+"""
+
+
+class SilentBackend:
+    """A backend that accepts connections, reads what they send and never
+    answers: a fetch from it waits until its fiber is cancelled. Keeps
+    every connection (conns) and the monotonic time at which each saw EOF
+    or a reset (closed). hold_timeout bounds each connection's wait for
+    EOF (None: no bound)."""
+
+    def __init__(self, backlog=1024, hold_timeout=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.sock.listen(backlog)
+        self.port = self.sock.getsockname()[1]
+        self.hold_timeout = hold_timeout
+        self.lock = threading.Lock()
+        self.conns = []
+        self.closed = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._hold, args=(c,),
+                             daemon=True).start()
+
+    def _hold(self, c):
+        c.settimeout(self.hold_timeout)
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        with self.lock:
+            self.closed.append(time.monotonic())
+        c.close()
+
+    @property
+    def eofs(self):
+        with self.lock:
+            return len(self.closed)
+
+    def open_count(self):
+        with self.lock:
+            return len(self.conns) - len(self.closed)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
 class Prober:
     """Background requests (GET path on a new connection each), one after
     another, recording how long each took: shows whether other work on the
@@ -758,10 +833,13 @@ class Prober:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _get(self):
+        return get(self.port, self.path, timeout=30)
+
     def _run(self):
         while not self._stop.is_set():
             try:
-                r = get(self.port, self.path, timeout=30)
+                r = self._get()
                 if r.status != 200:
                     self.errors.append("status %d" % r.status)
                 self.times.append(r.elapsed)

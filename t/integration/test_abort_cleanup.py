@@ -11,70 +11,17 @@ long from the clients' close until the last fiber was gone.
 """
 
 import os
-import socket
-import threading
 import time
 
 import pytest
 
-from conftest import SCALE, Conn, running, vthread_busy, wait_until
-
-
-class SilentBackend:
-    """Accepts connections, reads what they send, never answers; records
-    for each connection when it saw EOF (or a reset)."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.accepted = 0
-        self.closed = []          # monotonic time of each EOF
-        self._stop = False
-        self._threads = []
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _accept(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.accepted += 1
-            t = threading.Thread(target=self._hold, args=(c,), daemon=True)
-            t.start()
-
-    def _hold(self, c):
-        c.settimeout(300)
-        try:
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    break
-        except OSError:
-            pass
-        with self.lock:
-            self.closed.append(time.monotonic())
-        c.close()
-
-    def open_count(self):
-        with self.lock:
-            return self.accepted - len(self.closed)
-
-    def close(self):
-        self._stop = True
-        self.sock.close()
+from conftest import SCALE, Conn, SilentBackend, running, vthread_busy, \
+    wait_until
 
 
 @pytest.fixture(scope="module")
 def backend():
-    b = SilentBackend()
+    b = SilentBackend(backlog=512, hold_timeout=300)
     yield b
     b.close()
 

@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import line_of, running, vthread_busy
+from conftest import UNSAFE, line_of, running, vthread_busy
 
 
 # (config lines, regex the message must match)
@@ -148,18 +148,7 @@ ABSURD = [
 
 @pytest.fixture(scope="module")
 def httpd():
-    extra = """
-VThreadDemoUnsafe On
-<Location "/spin">
-    SetHandler vthread-spin
-    VThreadHandler On
-</Location>
-<Location "/recurse">
-    SetHandler vthread-recurse
-    VThreadHandler On
-</Location>
-"""
-    with running(name="badquery", extra=extra) as h:
+    with running(name="badquery", extra=UNSAFE) as h:
         yield h
 
 

@@ -22,24 +22,8 @@ import time
 
 import pytest
 
-from conftest import SCALE, Conn, Httpd, Prober, pid_alive, running, \
-    wait_until
-
-UNSAFE = """
-VThreadDemoUnsafe On
-<Location "/spin">
-    SetHandler vthread-spin
-    VThreadHandler On
-</Location>
-<Location "/recurse">
-    SetHandler vthread-recurse
-    VThreadHandler On
-</Location>
-<Location "/inline/recurse">
-    SetHandler vthread-recurse
-    VThreadHandler Off
-</Location>
-"""
+from conftest import SCALE, UNSAFE, Conn, Httpd, Prober, pid_alive, \
+    running, wait_until
 
 PINNED_RE = re.compile(r"AH10907: .*GET (/spin\?ms=\d+&tag=\w+) HTTP/1\.1")
 

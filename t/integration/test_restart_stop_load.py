@@ -24,15 +24,14 @@ old child and the stopped server took.
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import SCALE, Conn, Httpd, failures, pid_alive, running, \
-    wait_until
+from conftest import SCALE, UNSAFE, Conn, Httpd, SilentBackend, failures, \
+    pid_alive, running, wait_until
 
 INFLIGHT = 50
 INFLIGHT_MS = 2000
@@ -124,14 +123,7 @@ def test_graceful_restart_under_wrk_load(conn):
     assert fig["errors"] == 0, out
 
 
-UNSAFE_SPIN = """
-VThreadDemoUnsafe On
-VThreadPinnedWarn Off
-<Location "/spin">
-    SetHandler vthread-spin
-    VThreadHandler On
-</Location>
-"""
+UNSAFE_SPIN = UNSAFE + "VThreadPinnedWarn Off\n"
 
 
 def test_request_waiting_on_a_cancelled_keepalive_connection_is_served():
@@ -221,41 +213,6 @@ def test_graceful_stop_finishes_inflight_requests():
         assert all(closed), "idle connections not closed at once"
         assert not any(pid_alive(p) for p in kids)
         assert "AH00492" in h.error_log(), h.logs(10)   # graceful stop
-
-
-class SilentBackend:
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.port = self.sock.getsockname()[1]
-        self.conns, self.eofs = [], 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(c)
-            threading.Thread(target=self._hold, args=(c,), daemon=True).start()
-
-    def _hold(self, c):
-        try:
-            while c.recv(65536):
-                pass
-        except OSError:
-            pass
-        with self.lock:
-            self.eofs += 1
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def test_stop_with_fibers_parked_in_every_kind_of_wait():

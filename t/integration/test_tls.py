@@ -103,16 +103,8 @@ class TlsProber(Prober):
         super().__init__(h.tls_port, path, pause)
         self.h = h
 
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                r = tls_get(self.h, self.path)
-                if r.status != 200:
-                    self.errors.append("status %d" % r.status)
-                self.times.append(r.elapsed)
-            except Exception as e:     # noqa: BLE001 - reported by check()
-                self.errors.append(repr(e))
-            self._stop.wait(self.pause)
+    def _get(self):
+        return tls_get(self.h, self.path)
 
 
 # ------------------------------------------------------------ keep-alive

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import sys
 import threading
 import time
@@ -37,41 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import conftest  # noqa: E402  (the harness, for Httpd and the client)
-from conftest import Conn, Httpd, build_request, server_status  # noqa: E402
-
-
-class SilentBackend:
-    """Accepts, reads, never answers (the backend of aborted fetches)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        self.open = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.open += 1
-            threading.Thread(target=self._hold, args=(c,), daemon=True).start()
-
-    def _hold(self, c):
-        try:
-            while c.recv(65536):
-                pass
-        except OSError:
-            pass
-        c.close()
-        with self.lock:
-            self.open -= 1
+from conftest import Conn, Httpd, SilentBackend, build_request, \
+    server_status  # noqa: E402
 
 
 # mod_vthread's own live counters (event's connection counts in
@@ -289,7 +255,7 @@ def main(argv=None):
             h.cleanup()
         else:
             print("httpd files kept in %s" % h.root, file=sys.stderr)
-        backend.sock.close()
+        backend.close()
     return rc
 
 
@@ -359,7 +325,7 @@ def run(args, warmup, h, backend):
             "rss_slope_kib_per_min": round(rss_slope, 1),
             "fd_slope_per_min": round(fd_slope, 3),
             "idle_at_end": not why,
-            "backend_open_at_end": backend.open,
+            "backend_open_at_end": backend.open_count(),
             "errors": load.errors[:10],
         }
         print(json.dumps(fig, indent=2))
