@@ -45,7 +45,9 @@
  * mutex, and unlists itself under it, so the handle is always valid. The
  * connection then gets a last, short wait (vthread_conn_last_wait) on a
  * new fiber (the cancelled one can no longer park): a request that was on
- * its way is answered, with "Connection: close", not lost.
+ * its way is answered, with "Connection: close", not lost. A connection
+ * whose response went out with keep-alive just before the stop gets the
+ * same last wait, on its own fiber.
  */
 #include <sched.h>
 
@@ -279,8 +281,16 @@ static vthread_next_e vthread_conn_between(vthread_conn_t *conn)
         }
     }
     c->sbh = NULL;
-    if (close || c->keepalive != AP_CONN_KEEPALIVE || c->aborted
-        || vthread_child_is_stopping() || vthread_cancelled()) {
+    if (close || c->keepalive != AP_CONN_KEEPALIVE || c->aborted) {
+        return VTHREAD_NEXT_CLOSE;
+    }
+    /* The response promised keep-alive, so the client may have sent its
+     * next request already: closing now would lose it. */
+    if (vthread_child_is_stopping()) {
+        return vthread_cancelled() ? vthread_conn_rescue(conn)
+                                   : vthread_conn_last_wait(conn);
+    }
+    if (vthread_cancelled()) {
         return VTHREAD_NEXT_CLOSE;
     }
     if (c->data_in_input_filters) {

@@ -178,6 +178,41 @@ def test_request_waiting_on_a_cancelled_keepalive_connection_is_served():
     assert not crashes, crashes
 
 
+def test_request_after_a_keepalive_response_sent_as_the_child_stops():
+    """A response whose headers went out before the graceful restart
+    promised keep-alive, so the client may send its next request as soon
+    as the body ends; it must be answered (with Connection: close), not
+    met by a close.
+
+    The first response is 32 MiB that the client does not read until after
+    SIGUSR1, so its fiber is still writing when the child starts to stop.
+    (Before the fix, the fiber closed the connection right after the body:
+    wrk lost a request in about one graceful restart in ten.)"""
+    with running(name="ka-after-stop", keepalive_timeout=30) as h:
+        k = Conn(h.port, rcvbuf=16384)
+        try:
+            k.request("GET", "/big?kb=32768")
+            k.recv_some(4096)
+            assert k.buf.startswith(b"HTTP/1.1 200"), k.buf[:100]
+            assert b"connection: close" not in k.buf[:1024].lower()
+            h.graceful()
+            time.sleep(0.5)
+            r = k.response()
+            assert r.status == 200 and len(r.body) == 32768 * 1024
+            assert r.keeps_alive(), r.headers
+            k.request("GET", "/sleep?ms=1")
+            t0 = time.monotonic()
+            try:
+                r2 = k.response()
+            except (EOFError, ConnectionError) as e:
+                pytest.fail("next request dropped: %r, %.2fs after it was "
+                            "sent" % (e, time.monotonic() - t0))
+            assert r2.status == 200 and r2.body == b"slept 1 ms\n", r2
+            assert not r2.keeps_alive(), r2.headers
+        finally:
+            k.close()
+
+
 def test_graceful_stop_finishes_inflight_requests():
     with running(name="graceful-stop", keepalive_timeout=30) as h:
         idle = []
