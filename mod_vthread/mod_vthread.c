@@ -27,6 +27,10 @@ static void vthread_register_hooks(apr_pool_t *p)
     ap_hook_child_stopping(vthread_child_stopping, NULL, NULL,
                            APR_HOOK_MIDDLE);
 #endif
+    /* First, before any other module allocates from the connection's
+     * pool. */
+    ap_hook_pre_connection(vthread_recycle_give, NULL, NULL,
+                           APR_HOOK_REALLY_FIRST);
     ap_hook_pre_connection(vthread_filters_attach, NULL, NULL,
                            APR_HOOK_MIDDLE);
     ap_hook_handler(vthread_handler_offload, NULL, NULL,

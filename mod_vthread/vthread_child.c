@@ -105,6 +105,16 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
     atomic_store(&vthread_async, async);
     atomic_store(&vthread_stopping, 0);
 
+    /* Before the reaper: pchild's cleanups run in reverse, and the
+     * reaper thread (which trims the kept memory) must be joined before
+     * the recycling's lock goes. */
+    rv = vthread_recycle_child_init(pchild);
+    if (rv != APR_SUCCESS) {
+        /* Not fatal: each new connection then maps its own memory. */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, APLOGNO(10881)
+                     "cannot set up the recycling of closed connections' "
+                     "memory: every new connection maps its own");
+    }
     rv = vthread_reaper_child_init(pchild);
     if (rv != APR_SUCCESS) {
         /* Not fatal: pools are then destroyed on the carriers. */

@@ -569,7 +569,7 @@ static void vthread_conn_teardown(vthread_conn_t *conn)
     c->cs->state = CONN_STATE_SUSPENDED;
     vthread_status_track(&conn->track, VTHREAD_TRACK_NONE); /* mod_status */
     apr_pool_clear(pool);   /* from here, conn and c are gone */
-    vthread_reaper_destroy(pool);   /* its memory, off the carrier */
+    vthread_recycle_pool(pool); /* its memory: for the next connection */
 }
 
 /*

@@ -266,6 +266,30 @@ apr_status_t vthread_reaper_child_init(apr_pool_t *pchild);
  */
 void vthread_reaper_destroy(apr_pool_t *pool);
 
+/* -------------------------------------------------------- recycle */
+
+/** Set up the store of closed connections' allocators (child_init). */
+apr_status_t vthread_recycle_child_init(apr_pool_t *pchild);
+/**
+ * Destroy a cleared connection pool, keeping its allocator and blocks for
+ * the next connections if there is room, else on the reaper thread. The
+ * caller must not touch @a pool afterwards.
+ */
+void vthread_recycle_pool(apr_pool_t *pool);
+/**
+ * pre_connection hook, first: give the new connection's allocator blocks
+ * kept from a closed connection, so that it maps none of its own.
+ */
+int vthread_recycle_give(conn_rec *c, void *csd);
+/**
+ * Destroy the kept allocators that were not given for a while (called
+ * about once a second by the reaper thread). Returns how many are kept.
+ */
+int vthread_recycle_trim(void);
+/** For server-status: closed connections' allocators kept now, and new
+ *  connections given memory from one since the child started. */
+void vthread_recycle_stats(int *kept, apr_uint64_t *given);
+
 /* ----------------------------------------------------- scoreboard */
 
 /** Remember the scoreboard geometry for this child. */

@@ -19,6 +19,9 @@
  *
  * The teardown clears the pool first (the MPM's cleanups must run then),
  * so only the memory is left; the queue link lives in the pool itself.
+ * Most pools do not come here: vthread_recycle.c keeps their memory for
+ * the next connections, and only what it has no room for is destroyed
+ * here. While idle, this thread also trims what it kept too long.
  */
 #include "vthread_glue.h"
 
@@ -35,6 +38,8 @@ APLOG_USE_MODULE(vthread);
 #define VTHREAD_REAP_MAX 256
 /** The longest a pool waits, under a steady trickle of closes. */
 #define VTHREAD_REAP_AGE apr_time_from_sec(1)
+/** While idle, how often kept allocators are trimmed (vthread_recycle). */
+#define VTHREAD_REAP_TRIM apr_time_from_sec(1)
 
 typedef struct vthread_reap_t {
     apr_pool_t *pool;
@@ -80,7 +85,16 @@ static void *APR_THREAD_FUNC vthread_reaper_main(apr_thread_t *t, void *d)
     for (;;) {
         vthread_reap_t *batch;
         while (!vthread_reaper.head && !vthread_reaper.stop) {
-            apr_thread_cond_wait(vthread_reaper.cond, vthread_reaper.lock);
+            /* Idle: also give back what vthread_recycle.c kept too long
+             * (outside the lock: it unmaps). */
+            apr_thread_mutex_unlock(vthread_reaper.lock);
+            vthread_recycle_trim();
+            apr_thread_mutex_lock(vthread_reaper.lock);
+            if (!vthread_reaper.head && !vthread_reaper.stop) {
+                apr_thread_cond_timedwait(vthread_reaper.cond,
+                                          vthread_reaper.lock,
+                                          VTHREAD_REAP_TRIM);
+            }
         }
         vthread_reaper_settle();
         batch = vthread_reaper.head;

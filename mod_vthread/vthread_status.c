@@ -30,6 +30,7 @@
  *   VThreadOffloaded VThreadOffloadInline VThreadOffloadOverflowInline
  *   VThreadOffload503 VThreadConnsOwned VThreadConnsWriting
  *   VThreadConnsKeepAlive VThreadConnsLingering VThreadConnWaitLongestMs
+ *   VThreadConnMemoryKept VThreadConnMemoryReused
  */
 #include <sched.h>
 #include <stdatomic.h>
@@ -61,6 +62,8 @@ typedef struct {
     apr_time_t oldest[VTHREAD_TRACK_KINDS];   /**< 0: none */
     apr_uint64_t offload[VTHREAD_OFFLOAD_KINDS];
     apr_uint32_t owned;
+    int mem_kept;               /**< vthread_recycle_stats */
+    apr_uint64_t mem_reused;
     apr_time_t now;
 } vthread_status_view_t;
 
@@ -214,7 +217,9 @@ static int vthread_status_hook(request_rec *r, int flags)
                "VThreadConnsWriting: %u\n"
                "VThreadConnsKeepAlive: %u\n"
                "VThreadConnsLingering: %u\n"
-               "VThreadConnWaitLongestMs: %" APR_INT64_T_FMT "\n",
+               "VThreadConnWaitLongestMs: %" APR_INT64_T_FMT "\n"
+               "VThreadConnMemoryKept: %d\n"
+               "VThreadConnMemoryReused: %" APR_UINT64_T_FMT "\n",
                v.count[VTHREAD_TRACK_HANDLER],
                vthread_status_age_ms(&v, VTHREAD_TRACK_HANDLER),
                v.offload[VTHREAD_OFFLOAD_FIBER],
@@ -224,7 +229,7 @@ static int vthread_status_hook(request_rec *r, int flags)
                v.count[VTHREAD_TRACK_WRITING],
                v.count[VTHREAD_TRACK_KEEPALIVE],
                v.count[VTHREAD_TRACK_LINGER],
-               vthread_status_conn_wait_ms(&v));
+               vthread_status_conn_wait_ms(&v), v.mem_kept, v.mem_reused);
     return OK;
 }
 
@@ -270,6 +275,7 @@ static void vthread_status_gather(vt_runtime_t *rt,
     }
     v->owned = atomic_load_explicit(&vthread_status_owned,
                                     memory_order_relaxed);
+    vthread_recycle_stats(&v->mem_kept, &v->mem_reused);
     v->now = apr_time_now();
 }
 
@@ -320,6 +326,9 @@ static void vthread_status_html(request_rec *r, vt_runtime_t *rt,
                "<dt>%u connections owned by mod_vthread: %u in write "
                "completion, %u in keep-alive, %u lingering; longest current "
                "wait %" APR_INT64_T_FMT " ms</dt>\n"
+               "<dt>%d closed connections' memory kept for new ones; "
+               "%" APR_UINT64_T_FMT " new connections started on it so "
+               "far</dt>\n"
                "<dt>%u pinned-carrier reports so far</dt></dl>\n",
                n, v->live, vthread_config_srv(r->server)->max_fibers,
                v->sum.runnable, v->sum.parked_timer, v->sum.parked_io,
@@ -332,7 +341,8 @@ static void vthread_status_html(request_rec *r, vt_runtime_t *rt,
                v->count[VTHREAD_TRACK_WRITING],
                v->count[VTHREAD_TRACK_KEEPALIVE],
                v->count[VTHREAD_TRACK_LINGER],
-               vthread_status_conn_wait_ms(v), v->sum.pinned);
+               vthread_status_conn_wait_ms(v), v->mem_kept,
+               v->mem_reused, v->sum.pinned);
     ap_rputs("<table border=\"0\"><tr><th>Carrier</th><th>Live</th>"
              "<th>Runnable</th><th>Sleeping</th><th>I/O</th>"
              "<th>Sync</th><th>Started</th><th>Switches</th>"

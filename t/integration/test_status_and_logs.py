@@ -40,7 +40,8 @@ KEYS = ("VThreadChildPid", "VThreadCarriers", "VThreadFibers", "VThreadFibersLim
         "VThreadOffloadInline", "VThreadOffloadOverflowInline",
         "VThreadOffload503", "VThreadConnsOwned", "VThreadConnsWriting",
         "VThreadConnsKeepAlive", "VThreadConnsLingering",
-        "VThreadConnWaitLongestMs")
+        "VThreadConnWaitLongestMs", "VThreadConnMemoryKept",
+        "VThreadConnMemoryReused")
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs",
                     "operations.md")
 

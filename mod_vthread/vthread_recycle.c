@@ -1,0 +1,217 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/*
+ * Keeps the memory of the connections mod_vthread closes for the next
+ * connections.
+ *
+ * The event MPM gives each connection a pool with an allocator of its own
+ * and, when it closes the connection, recycles both. httpd 2.4 cannot take
+ * a suspended connection back, so the pool of a connection mod_vthread
+ * owned must be destroyed, and the MPM then maps fresh blocks for every
+ * new connection: with Debian's mmap-backed APR allocator, 8 mmap and 8
+ * munmap of 8 KiB per connection, each munmap a TLB shoot-down, and each
+ * fresh page zero-filled on first touch. Under wrk with "Connection:
+ * close" that was half of the children's CPU (docs/BENCHMARKS.md).
+ *
+ * So the closed connection's pool is destroyed with its allocator spared
+ * (vthread_recycle_pool): the blocks go back on that allocator's free
+ * list, and the allocator waits here as a donor. A new connection's
+ * allocator gets blocks from a donor in pre_connection
+ * (vthread_recycle_give), before the MPM allocates the request pool, the
+ * read buffer and the output buffers; only the first two blocks (the
+ * pool's own and the bucket allocator's, taken before any hook runs) are
+ * still mapped per connection.
+ *
+ * A donor is never allocated from for its own use: blocks are taken from
+ * it (apr_allocator_alloc) and given to the new allocator
+ * (apr_allocator_free), then it is destroyed, which unmaps what it still
+ * holds. APR does not tell how many blocks an allocator holds; a
+ * connection leaves about 8, and VTHREAD_RECYCLE_GIVE are taken. Taking
+ * from an emptied donor maps a fresh block: what the MPM would have done.
+ *
+ * Only allocators that belong to the connection's pool alone and have no
+ * mutex are kept (event's); anything else goes to the reaper, as before.
+ * At most VTHREAD_RECYCLE_MAX donors wait (about 64 KiB each, 20-30 KiB
+ * of it resident), the most recent (warmest) given first; one kept for
+ * VTHREAD_RECYCLE_AGE without being given is destroyed by the reaper
+ * thread's periodic trim, so memory a burst left goes back to the system.
+ */
+#include <string.h>
+
+#include "vthread_glue.h"
+
+#include <apr_allocator.h>
+#include <apr_thread_mutex.h>
+
+/** Donors kept at most, per child. */
+#define VTHREAD_RECYCLE_MAX 128
+/** Blocks given to each new connection: what it maps after its pool's
+ *  own two (request pool, read buffer, output buffers, notes). */
+#define VTHREAD_RECYCLE_GIVE 6
+/** A block of the smallest size (index 1: 8 KiB with its header). */
+#define VTHREAD_RECYCLE_BLOCK (8192 - APR_MEMNODE_T_SIZE)
+/** A donor not given within this long is destroyed (trim). */
+#define VTHREAD_RECYCLE_AGE apr_time_from_sec(2)
+
+typedef struct {
+    apr_allocator_t *allocator;
+    apr_time_t kept_at;
+} vthread_donor_t;
+
+static struct {
+    apr_thread_mutex_t *lock;
+    /* under lock: oldest first; given from the end, trimmed from the
+     * start */
+    vthread_donor_t donors[VTHREAD_RECYCLE_MAX];
+    int count;                                      /* under lock */
+    int running;                                    /* under lock */
+    apr_uint64_t given;         /* under lock: connections given memory */
+} vthread_recycle;
+
+/* pchild cleanup: the carriers and the MPM workers are gone. */
+static apr_status_t vthread_recycle_exit(void *data)
+{
+    (void)data;
+    apr_thread_mutex_lock(vthread_recycle.lock);
+    vthread_recycle.running = 0;
+    while (vthread_recycle.count > 0) {
+        apr_allocator_destroy(
+            vthread_recycle.donors[--vthread_recycle.count].allocator);
+    }
+    apr_thread_mutex_unlock(vthread_recycle.lock);
+    vthread_recycle.lock = NULL;    /* destroyed with pchild, next */
+    return APR_SUCCESS;
+}
+
+apr_status_t vthread_recycle_child_init(apr_pool_t *pchild)
+{
+    apr_status_t rv;
+
+    vthread_recycle.count = 0;
+    vthread_recycle.given = 0;
+    rv = apr_thread_mutex_create(&vthread_recycle.lock,
+                                 APR_THREAD_MUTEX_DEFAULT, pchild);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    vthread_recycle.running = 1;
+    apr_pool_cleanup_register(pchild, NULL, vthread_recycle_exit,
+                              apr_pool_cleanup_null);
+    return APR_SUCCESS;
+}
+
+/* An allocator that is the pool's alone: no other pool can still use its
+ * blocks once the pool is gone, and no mutex of the pool's guards it. */
+static apr_allocator_t *vthread_recycle_own_allocator(apr_pool_t *pool)
+{
+    apr_allocator_t *a = apr_pool_allocator_get(pool);
+
+    if (!a || apr_allocator_owner_get(a) != pool
+        || apr_allocator_mutex_get(a)) {
+        return NULL;
+    }
+    return a;
+}
+
+void vthread_recycle_pool(apr_pool_t *pool)
+{
+    apr_allocator_t *a = vthread_recycle_own_allocator(pool);
+
+    if (a && vthread_recycle.lock) {
+        apr_thread_mutex_lock(vthread_recycle.lock);
+        if (vthread_recycle.running
+            && vthread_recycle.count < VTHREAD_RECYCLE_MAX) {
+            /* Cleared already: destroying it only puts its blocks on the
+             * allocator's free list (all of them: no maximum), no unmap. */
+            apr_allocator_owner_set(a, NULL);
+            apr_allocator_max_free_set(a, APR_ALLOCATOR_MAX_FREE_UNLIMITED);
+            apr_pool_destroy(pool);
+            vthread_recycle.donors[vthread_recycle.count].allocator = a;
+            vthread_recycle.donors[vthread_recycle.count++].kept_at =
+                apr_time_now();
+            apr_thread_mutex_unlock(vthread_recycle.lock);
+            return;
+        }
+        apr_thread_mutex_unlock(vthread_recycle.lock);
+    }
+    vthread_reaper_destroy(pool);
+}
+
+int vthread_recycle_give(conn_rec *c, void *csd)
+{
+    apr_allocator_t *to, *from = NULL;
+    apr_memnode_t *chain = NULL;
+    int i;
+
+    (void)csd;
+    if (c->master || c->outgoing || !vthread_recycle.lock
+        || !(to = vthread_recycle_own_allocator(c->pool))) {
+        return DECLINED;
+    }
+    apr_thread_mutex_lock(vthread_recycle.lock);
+    if (vthread_recycle.running && vthread_recycle.count > 0) {
+        from = vthread_recycle.donors[--vthread_recycle.count].allocator;
+        vthread_recycle.given++;
+    }
+    apr_thread_mutex_unlock(vthread_recycle.lock);
+    if (!from) {
+        return DECLINED;
+    }
+    /* The donor is ours alone now: no lock needed. */
+    for (i = 0; i < VTHREAD_RECYCLE_GIVE; i++) {
+        apr_memnode_t *node = apr_allocator_alloc(from,
+                                                  VTHREAD_RECYCLE_BLOCK);
+        if (!node) {
+            break;
+        }
+        node->next = chain;
+        chain = node;
+    }
+    if (chain) {
+        apr_allocator_free(to, chain);
+    }
+    apr_allocator_destroy(from);    /* unmaps the blocks left over */
+    return DECLINED;
+}
+
+int vthread_recycle_trim(void)
+{
+    apr_allocator_t *old[VTHREAD_RECYCLE_MAX];
+    apr_time_t cutoff = apr_time_now() - VTHREAD_RECYCLE_AGE;
+    int n = 0, left, i;
+
+    if (!vthread_recycle.lock) {
+        return 0;
+    }
+    apr_thread_mutex_lock(vthread_recycle.lock);
+    while (n < vthread_recycle.count
+           && vthread_recycle.donors[n].kept_at < cutoff) {
+        old[n] = vthread_recycle.donors[n].allocator;
+        n++;
+    }
+    if (n) {
+        vthread_recycle.count -= n;
+        memmove(vthread_recycle.donors, vthread_recycle.donors + n,
+                (size_t)vthread_recycle.count * sizeof(vthread_donor_t));
+    }
+    left = vthread_recycle.count;
+    apr_thread_mutex_unlock(vthread_recycle.lock);
+    for (i = 0; i < n; i++) {
+        apr_allocator_destroy(old[i]);  /* the unmaps, outside the lock */
+    }
+    return left;
+}
+
+void vthread_recycle_stats(int *kept, apr_uint64_t *given)
+{
+    *kept = 0;
+    *given = 0;
+    if (vthread_recycle.lock) {
+        apr_thread_mutex_lock(vthread_recycle.lock);
+        *kept = vthread_recycle.count;
+        *given = vthread_recycle.given;
+        apr_thread_mutex_unlock(vthread_recycle.lock);
+    }
+}
