@@ -65,10 +65,18 @@ static struct {
     /* under lock: oldest first; given from the end, trimmed from the
      * start */
     vthread_donor_t donors[VTHREAD_RECYCLE_MAX];
-    int count;                                      /* under lock */
+    /* changed under lock, with atomic stores: vthread_recycle_give
+     * reads it unlocked */
+    int count;
     int running;                                    /* under lock */
     apr_uint64_t given;         /* under lock: connections given memory */
 } vthread_recycle;
+
+/* Under the lock. */
+static void vthread_recycle_count_set(int n)
+{
+    __atomic_store_n(&vthread_recycle.count, n, __ATOMIC_RELAXED);
+}
 
 /* pchild cleanup: the carriers and the MPM workers are gone. */
 static apr_status_t vthread_recycle_exit(void *data)
@@ -77,8 +85,9 @@ static apr_status_t vthread_recycle_exit(void *data)
     apr_thread_mutex_lock(vthread_recycle.lock);
     vthread_recycle.running = 0;
     while (vthread_recycle.count > 0) {
+        vthread_recycle_count_set(vthread_recycle.count - 1);
         apr_allocator_destroy(
-            vthread_recycle.donors[--vthread_recycle.count].allocator);
+            vthread_recycle.donors[vthread_recycle.count].allocator);
     }
     apr_thread_mutex_unlock(vthread_recycle.lock);
     vthread_recycle.lock = NULL;    /* destroyed with pchild, next */
@@ -89,7 +98,7 @@ apr_status_t vthread_recycle_child_init(apr_pool_t *pchild)
 {
     apr_status_t rv;
 
-    vthread_recycle.count = 0;
+    vthread_recycle_count_set(0);
     vthread_recycle.given = 0;
     rv = apr_thread_mutex_create(&vthread_recycle.lock,
                                  APR_THREAD_MUTEX_DEFAULT, pchild);
@@ -129,8 +138,9 @@ void vthread_recycle_pool(apr_pool_t *pool)
             apr_allocator_max_free_set(a, APR_ALLOCATOR_MAX_FREE_UNLIMITED);
             apr_pool_destroy(pool);
             vthread_recycle.donors[vthread_recycle.count].allocator = a;
-            vthread_recycle.donors[vthread_recycle.count++].kept_at =
+            vthread_recycle.donors[vthread_recycle.count].kept_at =
                 apr_time_now();
+            vthread_recycle_count_set(vthread_recycle.count + 1);
             apr_thread_mutex_unlock(vthread_recycle.lock);
             return;
         }
@@ -146,13 +156,17 @@ int vthread_recycle_give(conn_rec *c, void *csd)
     int i;
 
     (void)csd;
+    /* An unlocked look first: most servers keep nothing (no offloaded
+     * location), and then a new connection costs no lock. */
     if (c->master || c->outgoing || !vthread_recycle.lock
+        || !__atomic_load_n(&vthread_recycle.count, __ATOMIC_RELAXED)
         || !(to = vthread_recycle_own_allocator(c->pool))) {
         return DECLINED;
     }
     apr_thread_mutex_lock(vthread_recycle.lock);
     if (vthread_recycle.running && vthread_recycle.count > 0) {
-        from = vthread_recycle.donors[--vthread_recycle.count].allocator;
+        vthread_recycle_count_set(vthread_recycle.count - 1);
+        from = vthread_recycle.donors[vthread_recycle.count].allocator;
         vthread_recycle.given++;
     }
     apr_thread_mutex_unlock(vthread_recycle.lock);
@@ -192,7 +206,7 @@ int vthread_recycle_trim(void)
         n++;
     }
     if (n) {
-        vthread_recycle.count -= n;
+        vthread_recycle_count_set(vthread_recycle.count - n);
         memmove(vthread_recycle.donors, vthread_recycle.donors + n,
                 (size_t)vthread_recycle.count * sizeof(vthread_donor_t));
     }
