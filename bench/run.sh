@@ -7,7 +7,8 @@
 #                [-- extra options of bench/lib/bench.py]
 #
 #   --quick    (default) c = 100, 1000; 3 s per wrk run; 1000 parked
-#              requests. About 3 minutes once built. For developers.
+#              requests; no "close" endpoint. Under 3 minutes once built.
+#              For developers.
 #   --full     c = 100, 1000, 10000; 10 s per run; 1000 and 10,000 parked
 #              requests. About 12 minutes. For releases.
 #   --out DIR  raw results (configs, logs, wrk output, tables, plots);

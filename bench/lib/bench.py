@@ -577,7 +577,8 @@ def main():
     ap.add_argument("--parkclient", required=True, help="the built bench/lib/parkclient.c")
     ap.add_argument("--out", required=True, help="results directory (raw)")
     ap.add_argument("--servers", default=",".join(SERVERS))
-    ap.add_argument("--endpoints", default=",".join(ENDPOINTS))
+    ap.add_argument("--endpoints", help="default: all (%s); quick mode leaves out "
+                    "close, to stay under 3 minutes" % ",".join(ENDPOINTS))
     ap.add_argument("--conns", help="concurrencies, e.g. 100,1000")
     ap.add_argument("--duration", type=int, help="seconds per wrk run")
     ap.add_argument("--park", help="parked-request counts, e.g. 1000,10000 (0: none)")
@@ -597,7 +598,8 @@ def main():
     args.duration = args.duration or (3 if quick else 10)
     args.park = [int(x) for x in (args.park or ("1000" if quick else "1000,10000")).split(",") if int(x) > 0]
     servers = [s for s in args.servers.split(",") if s]
-    endpoints = [e for e in args.endpoints.split(",") if e]
+    endpoints = [e for e in (args.endpoints or ",".join(
+        e for e in ENDPOINTS if not (quick and e == "close"))).split(",") if e]
     for s in servers:
         if s not in SERVERS:
             raise SystemExit("bench: unknown server %s (%s)" % (s, ", ".join(SERVERS)))
