@@ -120,6 +120,7 @@ apr_status_t vthread_yield(void)
         apr_thread_yield();
         return APR_SUCCESS;
     }
+    vt_fiber_first_wait(f);
     runq_push(c, f); /* still runnable: no counter changes */
     vt_fiber_switch_out(f);
     return vt_fiber_is_cancelled(f) ? APR_ECONNABORTED : APR_SUCCESS;

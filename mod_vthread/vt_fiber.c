@@ -183,6 +183,12 @@ const char *vt_fiber_label(const vt_fiber_t *f)
     return f->label;
 }
 
+void vt_fiber_on_first_wait(vt_fiber_t *f, void (*fn)(void *), void *arg)
+{
+    f->first_wait = fn;
+    f->first_wait_arg = arg;
+}
+
 void vt_fiber_set_label(vt_fiber_t *f, const char *label)
 {
     /* The watchdog may read the old label meanwhile: at worst a report

@@ -56,6 +56,8 @@ struct vthread_t {
     vt_waiter_t *wait;          /**< the cancellable wait it is parked in */
     void *asan_fake_stack;      /**< for vt_annotate.h while switched out */
     vt_defer_t *defers;
+    void (*first_wait)(void *); /**< vt_fiber_on_first_wait, once */
+    void *first_wait_arg;
     apr_time_t park_start;
     apr_interval_time_t parked_total;
     apr_uint64_t id;
@@ -87,5 +89,17 @@ void vt_fiber_finished(vt_fiber_t *f);
 
 /** Carrier side of a cancel: end the fiber's cancellable wait, if any. */
 void vt_fiber_cancel_parked(vt_fiber_t *f);
+
+/* The fiber is about to park or yield: run what vt_fiber_on_first_wait
+ * deferred to this moment, once. */
+static inline void vt_fiber_first_wait(vt_fiber_t *f)
+{
+    void (*fn)(void *) = f->first_wait;
+
+    if (fn) {
+        f->first_wait = NULL;
+        fn(f->first_wait_arg);
+    }
+}
 
 #endif /* VT_FIBER_H */

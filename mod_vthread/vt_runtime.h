@@ -213,6 +213,14 @@ const char *vt_fiber_label(const vt_fiber_t *f);
 void vt_fiber_set_label(vt_fiber_t *f, const char *label);
 
 /**
+ * Call @a fn(@a arg) on @a f, once, when it next parks (a wait that does
+ * not end at once) or yields; NULL cancels. For work that only matters to
+ * a fiber that waits: a handler that never waits never pays for it. Only
+ * @a f itself may call this.
+ */
+void vt_fiber_on_first_wait(vt_fiber_t *f, void (*fn)(void *), void *arg);
+
+/**
  * Cumulative time the fiber has spent parked, in microseconds (read by
  * the fiber itself or after it ended).
  */

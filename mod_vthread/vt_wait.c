@@ -205,6 +205,8 @@ static apr_status_t fiber_wait(vt_waiter_t *w, vt_park_kind_e kind,
     if (timeout == 0 && vt_waiter_claim(w, APR_TIMEUP)) {
         return APR_TIMEUP;
     }
+    /* Before parking (a cancel it causes is seen once we are parked). */
+    vt_fiber_first_wait(f);
     fp.w = w;
     fp.timer.index = VT_TIMER_IDLE;
     fp.timer.fire = park_timer_fired;

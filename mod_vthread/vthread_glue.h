@@ -253,6 +253,10 @@ void vthread_hangup_child_exit(void);
 /** On the fiber that runs @a conn's handler: cancel it if the client
  *  hangs up. */
 void vthread_hangup_watch(vthread_conn_t *conn);
+/** The same, deferred to the fiber's first wait (vt_fiber_on_first_wait):
+ *  a handler that never waits cannot be cancelled anyway, and is spared
+ *  the watch's two epoll_ctl and its lock. */
+void vthread_hangup_arm(vthread_conn_t *conn);
 /** Stop watching @a conn (before the connection goes on). */
 void vthread_hangup_unwatch(vthread_conn_t *conn);
 

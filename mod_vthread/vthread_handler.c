@@ -213,7 +213,7 @@ static apr_status_t vthread_handler_sync_main(void *arg)
     req->r->connection->current_thread = ap_thread_current();
 #endif
     vthread_notes_fiber_start(req);     /* timing for the access log */
-    vthread_hangup_watch(req->conn);
+    vthread_hangup_arm(req->conn);
     req->status = vthread_handler_run(req);
     vthread_hangup_unwatch(req->conn);
     vthread_notes_handler_end(req, req->status);
@@ -233,7 +233,7 @@ static int vthread_handler_serve(vthread_req_t *req)
     if (vthread_child_is_stopping()) {
         r->connection->keepalive = AP_CONN_CLOSE;
     }
-    vthread_hangup_watch(req->conn);
+    vthread_hangup_arm(req->conn);
     status = vthread_handler_run(req);
     vthread_hangup_unwatch(req->conn);
     vthread_notes_handler_end(req, status); /* notes, before the log */

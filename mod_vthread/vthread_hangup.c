@@ -15,6 +15,12 @@
  * closed. The handler unwinds, the response finds the connection gone, and
  * the connection is closed and released as usual.
  *
+ * The watch starts at the handler's first wait (vthread_hangup_arm): a
+ * handler that never waits cannot be cancelled anyway, and most requests
+ * of a busy server never wait, so they are spared the watch's epoll_ctl
+ * pair and its lock (hello at c=100: 23,400 -> 26,100 req/s, means of 4
+ * alternating 5 s wrk runs).
+ *
  * One epoll set and one thread per child. A watched connection is listed
  * under a mutex by a token; an event carries the token, not a pointer, so
  * a late event for a connection no longer watched finds nothing. The
@@ -164,10 +170,28 @@ void vthread_hangup_watch(vthread_conn_t *conn)
     apr_thread_mutex_unlock(vthread_hangup_mutex);
 }
 
+static void vthread_hangup_watch_deferred(void *conn)
+{
+    vthread_hangup_watch(conn);
+}
+
+void vthread_hangup_arm(vthread_conn_t *conn)
+{
+    vt_fiber_t *f = vt_fiber_current();
+
+    if (f) {
+        vt_fiber_on_first_wait(f, vthread_hangup_watch_deferred, conn);
+    }
+}
+
 void vthread_hangup_unwatch(vthread_conn_t *conn)
 {
+    vt_fiber_t *f = vt_fiber_current();
     apr_os_sock_t fd;
 
+    if (f) {
+        vt_fiber_on_first_wait(f, NULL, NULL);  /* if it never waited */
+    }
     if (!conn->hangup_token) {
         return;
     }
@@ -248,6 +272,11 @@ void vthread_hangup_child_exit(void)
 }
 
 void vthread_hangup_watch(vthread_conn_t *conn)
+{
+    (void)conn;
+}
+
+void vthread_hangup_arm(vthread_conn_t *conn)
 {
     (void)conn;
 }

@@ -231,6 +231,69 @@ START_TEST(test_set_label)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* vt_fiber_on_first_wait: once, on the fiber, at its first park or
+ * yield; never for a fiber that does not wait, nor once cleared. */
+
+typedef struct {
+    int how;            /* 0: no wait, 1: sleeps twice, 2: yields, 3: cleared */
+    int calls;
+    int on_self;
+    vt_fiber_t *self;
+} first_wait_t;
+
+static void on_first_wait(void *arg)
+{
+    first_wait_t *fw = arg;
+
+    fw->calls++;
+    fw->on_self = vt_fiber_current() == fw->self;
+}
+
+static apr_status_t fn_first_wait(void *arg)
+{
+    first_wait_t *fw = arg;
+
+    fw->self = vt_fiber_current();
+    vt_fiber_on_first_wait(fw->self, on_first_wait, fw);
+    switch (fw->how) {
+    case 1:
+        VT_CHECK(vthread_sleep(1000) == APR_SUCCESS);
+        VT_CHECK(vthread_sleep(1000) == APR_SUCCESS);
+        break;
+    case 2:
+        VT_CHECK(vthread_yield() == APR_SUCCESS);
+        VT_CHECK(vthread_yield() == APR_SUCCESS);
+        break;
+    case 3:
+        vt_fiber_on_first_wait(fw->self, NULL, NULL);
+        VT_CHECK(vthread_sleep(1000) == APR_SUCCESS);
+        break;
+    }
+    return APR_SUCCESS;
+}
+
+START_TEST(test_on_first_wait)
+{
+    vt_test_rt_t t;
+    first_wait_t fw[4];
+
+    memset(fw, 0, sizeof(fw));
+    vt_test_rt_start(&t, 1);
+    for (int i = 0; i < 4; i++) {
+        fw[i].how = i;
+        vt_test_join(vt_test_go(&t, fn_first_wait, &fw[i], "first-wait"));
+    }
+    ck_assert_int_eq(fw[0].calls, 0);   /* never waited */
+    ck_assert_int_eq(fw[1].calls, 1);   /* two sleeps: once */
+    ck_assert_int_eq(fw[1].on_self, 1);
+    ck_assert_int_eq(fw[2].calls, 1);   /* two yields: once */
+    ck_assert_int_eq(fw[2].on_self, 1);
+    ck_assert_int_eq(fw[3].calls, 0);   /* cleared before its sleep */
+    vt_test_rt_stop(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* A fiber never migrates. */
 
 typedef struct {
@@ -830,6 +893,7 @@ int main(void)
     vt_test_add(s, test_create_einval);
     vt_test_add(s, test_labels);
     vt_test_add(s, test_set_label);
+    vt_test_add(s, test_on_first_wait);
     vt_test_add(s, test_never_migrates);
     vt_test_add(s, test_many_fibers);
     vt_test_add(s, test_spawn_join_timeout);
