@@ -285,11 +285,9 @@ void vthread_recycle_pool(apr_pool_t *pool);
  * kept from a closed connection, so that it maps none of its own.
  */
 int vthread_recycle_give(conn_rec *c, void *csd);
-/**
- * Destroy the kept allocators that were not given for a while (called
- * about once a second by the reaper thread). Returns how many are kept.
- */
-int vthread_recycle_trim(void);
+/** Destroy the kept allocators that were not given for a while (called
+ *  about once a second by the reaper thread). */
+void vthread_recycle_trim(void);
 /** For server-status: closed connections' allocators kept now, and new
  *  connections given memory from one since the child started. */
 void vthread_recycle_stats(int *kept, apr_uint64_t *given);

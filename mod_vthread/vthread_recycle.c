@@ -190,14 +190,14 @@ int vthread_recycle_give(conn_rec *c, void *csd)
     return DECLINED;
 }
 
-int vthread_recycle_trim(void)
+void vthread_recycle_trim(void)
 {
     apr_allocator_t *old[VTHREAD_RECYCLE_MAX];
     apr_time_t cutoff = apr_time_now() - VTHREAD_RECYCLE_AGE;
-    int n = 0, left, i;
+    int n = 0, i;
 
     if (!vthread_recycle.lock) {
-        return 0;
+        return;
     }
     apr_thread_mutex_lock(vthread_recycle.lock);
     while (n < vthread_recycle.count
@@ -210,12 +210,10 @@ int vthread_recycle_trim(void)
         memmove(vthread_recycle.donors, vthread_recycle.donors + n,
                 (size_t)vthread_recycle.count * sizeof(vthread_donor_t));
     }
-    left = vthread_recycle.count;
     apr_thread_mutex_unlock(vthread_recycle.lock);
     for (i = 0; i < n; i++) {
         apr_allocator_destroy(old[i]);  /* the unmaps, outside the lock */
     }
-    return left;
 }
 
 void vthread_recycle_stats(int *kept, apr_uint64_t *given)
