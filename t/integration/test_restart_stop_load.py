@@ -54,6 +54,18 @@ def start_inflight(h, n=INFLIGHT, ms=INFLIGHT_MS):
     return results, threads
 
 
+def answer_or_fail(conn, path, what):
+    """GET path on conn, kept alive; a close or reset instead of the
+    answer fails the test, saying how long after the request it came."""
+    conn.request("GET", path)
+    t0 = time.monotonic()
+    try:
+        return conn.response()
+    except (EOFError, ConnectionError) as e:
+        pytest.fail("%s dropped: %r, %.2fs after it was sent"
+                    % (what, e, time.monotonic() - t0))
+
+
 def parked_handlers(h):
     return h.status().get("VThreadHandlers", 0)
 
@@ -159,13 +171,8 @@ def test_request_waiting_on_a_cancelled_keepalive_connection_is_served():
         # (pinned again) before the cancelled keep-alive fiber.
         h.graceful()
         time.sleep(1.5)
-        k.request("GET", "/sleep?ms=1")
-        t0 = time.monotonic()
         try:
-            r = k.response()
-        except (EOFError, ConnectionError) as e:
-            pytest.fail("request dropped: %r, %.2fs after it was sent"
-                        % (e, time.monotonic() - t0))
+            r = answer_or_fail(k, "/sleep?ms=1", "request")
         finally:
             k.close()
         assert r.status == 200 and not r.keeps_alive(), r
@@ -200,13 +207,7 @@ def test_request_after_a_keepalive_response_sent_as_the_child_stops():
             r = k.response()
             assert r.status == 200 and len(r.body) == 32768 * 1024
             assert r.keeps_alive(), r.headers
-            k.request("GET", "/sleep?ms=1")
-            t0 = time.monotonic()
-            try:
-                r2 = k.response()
-            except (EOFError, ConnectionError) as e:
-                pytest.fail("next request dropped: %r, %.2fs after it was "
-                            "sent" % (e, time.monotonic() - t0))
+            r2 = answer_or_fail(k, "/sleep?ms=1", "next request")
             assert r2.status == 200 and r2.body == b"slept 1 ms\n", r2
             assert not r2.keeps_alive(), r2.headers
         finally:
