@@ -108,7 +108,7 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
     /* Before the reaper: pchild's cleanups run in reverse, and the
      * reaper thread (which trims the kept memory) must be joined before
      * the recycling's lock goes. */
-    rv = vthread_recycle_child_init(pchild);
+    rv = vthread_recycle_child_init(pchild, sc->max_fibers);
     if (rv != APR_SUCCESS) {
         /* Not fatal: each new connection then maps its own memory. */
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, APLOGNO(10881)

@@ -272,8 +272,10 @@ void vthread_reaper_destroy(apr_pool_t *pool);
 
 /* -------------------------------------------------------- recycle */
 
-/** Set up the store of closed connections' allocators (child_init). */
-apr_status_t vthread_recycle_child_init(apr_pool_t *pchild);
+/** Set up the store of closed connections' allocators (child_init): as
+ *  many as @a max_fibers (VThreadMaxFibers; 0: unlimited). */
+apr_status_t vthread_recycle_child_init(apr_pool_t *pchild,
+                                        apr_uint32_t max_fibers);
 /**
  * Destroy a cleared connection pool, keeping its allocator and blocks for
  * the next connections if there is room, else on the reaper thread. The

@@ -39,7 +39,7 @@ APLOG_USE_MODULE(vthread);
 /** The longest a pool waits, under a steady trickle of closes. */
 #define VTHREAD_REAP_AGE apr_time_from_sec(1)
 /** While idle, how often kept allocators are trimmed (vthread_recycle). */
-#define VTHREAD_REAP_TRIM apr_time_from_sec(1)
+#define VTHREAD_REAP_TRIM apr_time_from_msec(500)
 
 typedef struct vthread_reap_t {
     apr_pool_t *pool;

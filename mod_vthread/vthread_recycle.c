@@ -26,34 +26,42 @@
  *
  * A donor is never allocated from for its own use: blocks are taken from
  * it (apr_allocator_alloc) and given to the new allocator
- * (apr_allocator_free), then it is destroyed, which unmaps what it still
- * holds. APR does not tell how many blocks an allocator holds; a
- * connection leaves about 8, and VTHREAD_RECYCLE_GIVE are taken. Taking
- * from an emptied donor maps a fresh block: what the MPM would have done.
+ * (apr_allocator_free), then it goes to the reaper thread, whose destroy
+ * unmaps what it still holds (vthread_recycle_discard). APR does not tell
+ * how many blocks an allocator holds; a connection leaves about 8, and
+ * VTHREAD_RECYCLE_GIVE are taken. Taking from an emptied donor maps a
+ * fresh block: what the MPM would have done.
  *
  * Only allocators that belong to the connection's pool alone and have no
  * mutex are kept (event's); anything else goes to the reaper, as before.
- * At most VTHREAD_RECYCLE_MAX donors wait (about 64 KiB each, 20-30 KiB
- * of it resident), the most recent (warmest) given first; one kept for
- * VTHREAD_RECYCLE_AGE without being given is destroyed by the reaper
- * thread's periodic trim, so memory a burst left goes back to the system.
+ * As many donors wait as the child may have fibers (VThreadMaxFibers;
+ * VTHREAD_RECYCLE_MAX_UNLIMITED when that is unlimited), the most recent
+ * (warmest) given first. A smaller cap made a burst's closes unmap: when
+ * 10,000 connections that arrived together close together, event keeps
+ * every pool, and so must this, or the closes cost 8 munmap each (30 %
+ * of the children's CPU in a 10,000-connection burst). Kept memory was
+ * resident in the live connections anyway, so keeping it raises no peak;
+ * a donor kept for VTHREAD_RECYCLE_AGE without being given is destroyed
+ * by the reaper thread's periodic trim, so memory a burst left goes back
+ * to the system.
  */
-#include <string.h>
 
 #include "vthread_glue.h"
 
 #include <apr_allocator.h>
 #include <apr_thread_mutex.h>
 
-/** Donors kept at most, per child. */
-#define VTHREAD_RECYCLE_MAX 128
+/** Donors kept at most, per child, when VThreadMaxFibers is unlimited. */
+#define VTHREAD_RECYCLE_MAX_UNLIMITED 65536
+/** Donors destroyed per hold of the lock when trimming. */
+#define VTHREAD_RECYCLE_TRIM_BATCH 64
 /** Blocks given to each new connection: what it maps after its pool's
  *  own two (request pool, read buffer, output buffers, notes). */
 #define VTHREAD_RECYCLE_GIVE 6
 /** A block of the smallest size (index 1: 8 KiB with its header). */
 #define VTHREAD_RECYCLE_BLOCK (8192 - APR_MEMNODE_T_SIZE)
 /** A donor not given within this long is destroyed (trim). */
-#define VTHREAD_RECYCLE_AGE apr_time_from_sec(2)
+#define VTHREAD_RECYCLE_AGE apr_time_from_sec(1)
 
 typedef struct {
     apr_allocator_t *allocator;
@@ -62,9 +70,11 @@ typedef struct {
 
 static struct {
     apr_thread_mutex_t *lock;
-    /* under lock: oldest first; given from the end, trimmed from the
-     * start */
-    vthread_donor_t donors[VTHREAD_RECYCLE_MAX];
+    /* under lock: a ring, oldest at donors[oldest]; given from the
+     * newest end, trimmed from the oldest */
+    vthread_donor_t *donors;
+    int capacity;
+    int oldest;
     /* changed under lock, with atomic stores: vthread_recycle_give
      * reads it unlocked */
     int count;
@@ -78,6 +88,13 @@ static void vthread_recycle_count_set(int n)
     __atomic_store_n(&vthread_recycle.count, n, __ATOMIC_RELAXED);
 }
 
+/* Under the lock: the i-th kept donor, 0 the oldest. */
+static vthread_donor_t *vthread_recycle_donor(int i)
+{
+    return &vthread_recycle.donors[(vthread_recycle.oldest + i)
+                                   % vthread_recycle.capacity];
+}
+
 /* pchild cleanup: the carriers and the MPM workers are gone. */
 static apr_status_t vthread_recycle_exit(void *data)
 {
@@ -87,19 +104,27 @@ static apr_status_t vthread_recycle_exit(void *data)
     while (vthread_recycle.count > 0) {
         vthread_recycle_count_set(vthread_recycle.count - 1);
         apr_allocator_destroy(
-            vthread_recycle.donors[vthread_recycle.count].allocator);
+            vthread_recycle_donor(vthread_recycle.count)->allocator);
     }
     apr_thread_mutex_unlock(vthread_recycle.lock);
     vthread_recycle.lock = NULL;    /* destroyed with pchild, next */
     return APR_SUCCESS;
 }
 
-apr_status_t vthread_recycle_child_init(apr_pool_t *pchild)
+apr_status_t vthread_recycle_child_init(apr_pool_t *pchild,
+                                        apr_uint32_t max_fibers)
 {
     apr_status_t rv;
 
     vthread_recycle_count_set(0);
+    vthread_recycle.oldest = 0;
     vthread_recycle.given = 0;
+    vthread_recycle.capacity = max_fibers ? (int)max_fibers
+                                          : VTHREAD_RECYCLE_MAX_UNLIMITED;
+    /* Untouched pages until donors fill them. */
+    vthread_recycle.donors = apr_palloc(
+        pchild, (apr_size_t)vthread_recycle.capacity
+                    * sizeof(vthread_donor_t));
     rv = apr_thread_mutex_create(&vthread_recycle.lock,
                                  APR_THREAD_MUTEX_DEFAULT, pchild);
     if (rv != APR_SUCCESS) {
@@ -131,15 +156,16 @@ void vthread_recycle_pool(apr_pool_t *pool)
     if (a && vthread_recycle.lock) {
         apr_thread_mutex_lock(vthread_recycle.lock);
         if (vthread_recycle.running
-            && vthread_recycle.count < VTHREAD_RECYCLE_MAX) {
+            && vthread_recycle.count < vthread_recycle.capacity) {
             /* Cleared already: destroying it only puts its blocks on the
              * allocator's free list (all of them: no maximum), no unmap. */
             apr_allocator_owner_set(a, NULL);
             apr_allocator_max_free_set(a, APR_ALLOCATOR_MAX_FREE_UNLIMITED);
             apr_pool_destroy(pool);
-            vthread_recycle.donors[vthread_recycle.count].allocator = a;
-            vthread_recycle.donors[vthread_recycle.count].kept_at =
-                apr_time_now();
+            vthread_donor_t *d = vthread_recycle_donor(vthread_recycle.count);
+
+            d->allocator = a;
+            d->kept_at = apr_time_now();
             vthread_recycle_count_set(vthread_recycle.count + 1);
             apr_thread_mutex_unlock(vthread_recycle.lock);
             return;
@@ -147,6 +173,23 @@ void vthread_recycle_pool(apr_pool_t *pool)
         apr_thread_mutex_unlock(vthread_recycle.lock);
     }
     vthread_reaper_destroy(pool);
+}
+
+/* A donor's leftover blocks (about as many as the new connection's MPM
+ * just mapped) are unmapped on the reaper thread, in its batches: this
+ * MPM worker is about to read the request, and each munmap stalls it (and
+ * the other CPU, for the TLB shoot-down). A pool that owns the allocator
+ * carries it there; the pool takes one of the leftovers. */
+static void vthread_recycle_discard(apr_allocator_t *a)
+{
+    apr_pool_t *p;
+
+    if (apr_pool_create_unmanaged_ex(&p, NULL, a) != APR_SUCCESS) {
+        apr_allocator_destroy(a);
+        return;
+    }
+    apr_allocator_owner_set(a, p);
+    vthread_reaper_destroy(p);
 }
 
 int vthread_recycle_give(conn_rec *c, void *csd)
@@ -166,7 +209,7 @@ int vthread_recycle_give(conn_rec *c, void *csd)
     apr_thread_mutex_lock(vthread_recycle.lock);
     if (vthread_recycle.running && vthread_recycle.count > 0) {
         vthread_recycle_count_set(vthread_recycle.count - 1);
-        from = vthread_recycle.donors[vthread_recycle.count].allocator;
+        from = vthread_recycle_donor(vthread_recycle.count)->allocator;
         vthread_recycle.given++;
     }
     apr_thread_mutex_unlock(vthread_recycle.lock);
@@ -186,34 +229,39 @@ int vthread_recycle_give(conn_rec *c, void *csd)
     if (chain) {
         apr_allocator_free(to, chain);
     }
-    apr_allocator_destroy(from);    /* unmaps the blocks left over */
+    vthread_recycle_discard(from);
     return DECLINED;
 }
 
 void vthread_recycle_trim(void)
 {
-    apr_allocator_t *old[VTHREAD_RECYCLE_MAX];
+    apr_allocator_t *old[VTHREAD_RECYCLE_TRIM_BATCH];
     apr_time_t cutoff = apr_time_now() - VTHREAD_RECYCLE_AGE;
-    int n = 0, i;
+    int n, i;
 
     if (!vthread_recycle.lock) {
         return;
     }
-    apr_thread_mutex_lock(vthread_recycle.lock);
-    while (n < vthread_recycle.count
-           && vthread_recycle.donors[n].kept_at < cutoff) {
-        old[n] = vthread_recycle.donors[n].allocator;
-        n++;
-    }
-    if (n) {
-        vthread_recycle_count_set(vthread_recycle.count - n);
-        memmove(vthread_recycle.donors, vthread_recycle.donors + n,
-                (size_t)vthread_recycle.count * sizeof(vthread_donor_t));
-    }
-    apr_thread_mutex_unlock(vthread_recycle.lock);
-    for (i = 0; i < n; i++) {
-        apr_allocator_destroy(old[i]);  /* the unmaps, outside the lock */
-    }
+    /* In batches: after a burst thousands may be due, and each destroy
+     * unmaps, so new connections must not wait on the lock meanwhile. */
+    do {
+        n = 0;
+        apr_thread_mutex_lock(vthread_recycle.lock);
+        while (n < VTHREAD_RECYCLE_TRIM_BATCH && n < vthread_recycle.count
+               && vthread_recycle_donor(n)->kept_at < cutoff) {
+            old[n] = vthread_recycle_donor(n)->allocator;
+            n++;
+        }
+        if (n) {
+            vthread_recycle.oldest = (vthread_recycle.oldest + n)
+                                     % vthread_recycle.capacity;
+            vthread_recycle_count_set(vthread_recycle.count - n);
+        }
+        apr_thread_mutex_unlock(vthread_recycle.lock);
+        for (i = 0; i < n; i++) {
+            apr_allocator_destroy(old[i]); /* the unmaps, outside the lock */
+        }
+    } while (n == VTHREAD_RECYCLE_TRIM_BATCH);
 }
 
 void vthread_recycle_stats(int *kept, apr_uint64_t *given)
