@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define VT_ANNOTATE_ASAN 1
 #endif
@@ -44,6 +45,19 @@ static inline void vt_annotate_stack_deregister(unsigned id)
     VALGRIND_STACK_DEREGISTER(id);
 #else
     (void)id;
+#endif
+}
+
+/** A stack mapping [lo, lo+size) is about to be unmapped: the frames it
+ *  held may have left ASan's poison on it, which a later mapping at the
+ *  same address must not inherit. */
+static inline void vt_annotate_stack_unmapping(void *lo, size_t size)
+{
+#ifdef VT_ANNOTATE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(lo, size);
+#else
+    (void)lo;
+    (void)size;
 #endif
 }
 

@@ -24,6 +24,10 @@
  * the wave with TLB shoot-downs), for at most VT_TRIM_MAX_DEFER. */
 #define VT_TRIM_INTERVAL (250 * 1000)
 #define VT_TRIM_MAX_DEFER (2 * 1000 * 1000)
+/* Cold stacks unmapped per tick at most: each munmap is a TLB shoot-down
+ * (40-140 us on a busy VM), and the fibers of this carrier wait for it;
+ * 64 per 250 ms gives back a 10,000-fiber burst in seconds. */
+#define VT_UNMAP_PER_TICK 64
 
 /* initial-exec: in mod_vthread.so a global-dynamic TLS read is a call to
  * __tls_get_addr on every API entry; 8 bytes of static TLS avoid it. */
@@ -294,6 +298,8 @@ static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
 /* Trimming is pointless once stopping: every mapping is unmapped soon. */
 static void trim_stacks(vt_carrier_t *c, apr_time_t now)
 {
+    apr_uint32_t changed;
+
     if (now < c->next_trim || c->stop_seen) {
         return;
     }
@@ -308,7 +314,16 @@ static void trim_stacks(vt_carrier_t *c, apr_time_t now)
         }
     }
     c->trim_deferred_since = 0;
-    if (vt_stack_cache_trim(&c->stacks)) {
+    changed = vt_stack_cache_trim(&c->stacks);
+    /* Not while the watchdog may be reading a stack header: it sets the
+     * flag before it loads running_stack (vt_watchdog.c), and this load
+     * comes after every store of running_stack that retired a cold
+     * stack. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&c->watch_reading, memory_order_relaxed)) {
+        changed += vt_stack_cache_unmap_cold(&c->stacks, VT_UNMAP_PER_TICK);
+    }
+    if (changed) {
         publish_stack_stats(c);
     }
 }
@@ -439,7 +454,8 @@ static apr_interval_time_t poll_timeout(vt_carrier_t *c)
         wake_at = next->when;
     }
     /* An idle carrier still wakes to give back stack pages. */
-    if (c->stacks.nhot > c->stacks.hot_max && !c->stop_seen
+    if ((c->stacks.nhot > c->stacks.hot_max
+         || vt_stack_cache_cold_excess(&c->stacks) > 0) && !c->stop_seen
         && (!wake_at || c->next_trim < wake_at)) {
         wake_at = c->next_trim;
     }

@@ -61,6 +61,8 @@ typedef struct vt_carrier_t {
     _Atomic apr_size_t stacks_hot_bytes;
     _Atomic apr_uint32_t pinned;
     _Atomic(vt_stack_t *) running_stack; /**< NULL when in the scheduler */
+    _Atomic int watch_reading;  /**< the watchdog may be reading a stack
+                                     header: no stack is unmapped */
     _Atomic int exited;
 } vt_carrier_t;
 

@@ -37,6 +37,7 @@ void vt_stack_cache_init(vt_stack_cache_t *sc, apr_size_t size,
     sc->size = size;
     sc->guard = vt_page_size();
     sc->hot_max = hot_max;
+    sc->cold_max = hot_max;
 }
 
 /* The vt_stack_t sits at the top of its own mapping, the stack just below
@@ -65,6 +66,10 @@ static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
     st->hot = 1;
     st->valgrind_id = vt_annotate_stack_register(st->lo, st->hi);
     st->all_next = sc->all;
+    st->all_prev = NULL;
+    if (sc->all) {
+        sc->all->all_prev = st;
+    }
     sc->all = st;
     sc->nall++;
     *out = st;
@@ -83,6 +88,9 @@ apr_status_t vt_stack_get(vt_stack_cache_t *sc, vt_stack_t **st)
     sc->free = s->next;
     if (sc->free) {
         sc->free->prev = NULL;
+    }
+    else {
+        sc->free_tail = NULL;
     }
     sc->nfree--;
     if (s->hot) {
@@ -104,6 +112,9 @@ void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st)
     st->next = sc->free;
     if (sc->free) {
         sc->free->prev = st;
+    }
+    else {
+        sc->free_tail = st;
     }
     sc->free = st;
     sc->nfree++;
@@ -130,6 +141,46 @@ apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc)
     return trimmed;
 }
 
+apr_uint32_t vt_stack_cache_cold_excess(const vt_stack_cache_t *sc)
+{
+    apr_uint32_t cold = sc->nfree - sc->nhot;
+    return cold > sc->cold_max ? cold - sc->cold_max : 0;
+}
+
+/* Cold stacks are the suffix of the free list after last_hot, so the
+ * tail is the oldest cold one. */
+apr_uint32_t vt_stack_cache_unmap_cold(vt_stack_cache_t *sc,
+                                       apr_uint32_t max)
+{
+    apr_uint32_t unmapped = 0;
+    while (unmapped < max && vt_stack_cache_cold_excess(sc) > 0) {
+        vt_stack_t *st = sc->free_tail;
+        sc->free_tail = st->prev;
+        if (st->prev) {
+            st->prev->next = NULL;
+        }
+        else {
+            sc->free = NULL;
+        }
+        sc->nfree--;
+        if (st->all_prev) {
+            st->all_prev->all_next = st->all_next;
+        }
+        else {
+            sc->all = st->all_next;
+        }
+        if (st->all_next) {
+            st->all_next->all_prev = st->all_prev;
+        }
+        sc->nall--;
+        vt_annotate_stack_deregister(st->valgrind_id);
+        vt_annotate_stack_unmapping(st->lo, (size_t)(st->hi - st->lo));
+        munmap(st->base, st->mapped);   /* st lived there: gone now */
+        unmapped++;
+    }
+    return unmapped;
+}
+
 apr_size_t vt_stack_cache_hot_bytes(const vt_stack_cache_t *sc)
 {
     return (apr_size_t)sc->nhot * sc->size;
@@ -146,6 +197,7 @@ void vt_stack_cache_destroy(vt_stack_cache_t *sc)
     }
     sc->all = NULL;
     sc->free = NULL;
+    sc->free_tail = NULL;
     sc->last_hot = NULL;
     sc->nall = sc->nfree = sc->nhot = 0;
 }

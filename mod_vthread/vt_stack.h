@@ -8,10 +8,15 @@
  * carrier calls a few times a second, gives the pages of all but the
  * `hot_max` most recently released back to the kernel (madvise), so RSS
  * follows the live fiber count while the mappings stay reusable; trimming
- * on every release would cost a TLB shoot-down per ended fiber. Mappings
- * are unmapped only by vt_stack_cache_destroy(), so a stack address read
- * by another thread (the watchdog) always stays mapped while the runtime
- * lives.
+ * on every release would cost a TLB shoot-down per ended fiber. A trimmed
+ * ("cold") stack still holds its top page (its header) and two mappings,
+ * so after a burst of 10,000 fibers a child kept 40 MB and 20,000
+ * mappings for good: vt_stack_cache_unmap_cold() unmaps the oldest cold
+ * stacks beyond `cold_max`, a few per call. Another thread that reads a
+ * running stack's header (the watchdog) must make the carrier skip that
+ * call while it reads (vt_carrier.h, watch_reading): a stack is cold only
+ * after it stopped running and one trim passed, so it is never one that
+ * thread can be reading otherwise.
  */
 #ifndef VT_STACK_H
 #define VT_STACK_H
@@ -31,6 +36,7 @@ typedef struct vt_stack_t {
     struct vt_stack_t *next;     /**< cache free-list links */
     struct vt_stack_t *prev;
     struct vt_stack_t *all_next; /**< list of every mapping, for destroy */
+    struct vt_stack_t *all_prev;
     unsigned valgrind_id;        /**< its registration with valgrind */
     apr_uint64_t fiber_id;       /**< fiber using it (for reports) */
     char label[160];             /**< that fiber's label (for reports) */
@@ -44,6 +50,8 @@ typedef struct vt_stack_cache_t {
     vt_stack_t *free;    /**< released stacks, most recent first; the
                               committed ones form its prefix */
     vt_stack_t *last_hot; /**< last of that prefix, or NULL */
+    vt_stack_t *free_tail; /**< oldest released stack, or NULL */
+    apr_uint32_t cold_max; /**< cold stacks kept mapped (hot_max) */
     apr_uint32_t nfree;  /**< length of @a free */
     apr_uint32_t nhot;   /**< of those, still committed */
     vt_stack_t *all;     /**< every stack mapped (for destroy) */
@@ -83,6 +91,18 @@ void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st);
  * @return how many stacks were trimmed
  */
 apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc);
+
+/**
+ * Unmap the oldest released stacks whose pages were given back (cold),
+ * beyond the `cold_max` most recent ones, at most @a max of them.
+ * @return how many stacks were unmapped
+ */
+apr_uint32_t vt_stack_cache_unmap_cold(vt_stack_cache_t *sc,
+                                       apr_uint32_t max);
+
+/** Cold stacks beyond `cold_max`: what vt_stack_cache_unmap_cold() would
+ *  unmap without a limit. */
+apr_uint32_t vt_stack_cache_cold_excess(const vt_stack_cache_t *sc);
 
 /** Bytes of released stacks that are still committed (upper bound). */
 apr_size_t vt_stack_cache_hot_bytes(const vt_stack_cache_t *sc);

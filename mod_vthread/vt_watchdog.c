@@ -41,12 +41,20 @@ static void check_carrier(vt_watchdog_t *wd, vt_carrier_t *c,
     if (cw->reported_at == sw || now - cw->since < wd->rt->cfg.pinned_warn) {
         return;
     }
-    /* The stack header stays mapped while the runtime lives; if the
-     * carrier switched while we copied, the copy may be torn: skip. */
-    memcpy(label, st->label, sizeof(label));
-    label[sizeof(label) - 1] = '\0';
-    id = st->fiber_id;
-    if (atomic_load_explicit(&c->switches, memory_order_acquire) != sw) {
+    /* The carrier unmaps no stack while the flag is up (vt_stack.h), and
+     * a stack loaded after it went up is running or was until lately. If
+     * the carrier switched while we copied, the copy may be torn: skip. */
+    atomic_store_explicit(&c->watch_reading, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    st = atomic_load_explicit(&c->running_stack, memory_order_acquire);
+    if (st) {
+        memcpy(label, st->label, sizeof(label));
+        label[sizeof(label) - 1] = '\0';
+        id = st->fiber_id;
+    }
+    atomic_store_explicit(&c->watch_reading, 0, memory_order_release);
+    if (!st
+        || atomic_load_explicit(&c->switches, memory_order_acquire) != sw) {
         return;
     }
     cw->reported_at = sw;

@@ -213,6 +213,76 @@ START_TEST(test_hot_watermark)
 }
 END_TEST
 
+/* Is [addr, addr + 1 page) mapped? mincore says ENOMEM when it is not
+ * (and, unlike msync, valgrind does not check the address itself). */
+static int page_mapped(void *addr)
+{
+    unsigned char vec;
+    return mincore(addr, vt_page_size(), &vec) == 0 || errno != ENOMEM;
+}
+
+/* A cold stack keeps its header page and its mappings: the oldest cold
+ * ones beyond `cold_max` are unmapped, at most as many as asked per call,
+ * and the cache goes on working. */
+START_TEST(test_cold_unmapped)
+{
+    enum { N = 10, HOT = 2 };
+    vt_stack_cache_t sc;
+    vt_stack_t *st[N], *got[N];
+    char *base[N];
+    vt_stack_cache_init(&sc, 64 * 1024, HOT);
+    ck_assert_uint_eq(sc.cold_max, HOT);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(vt_stack_get(&sc, &st[i]), APR_SUCCESS);
+        memset(st[i]->lo, 'a' + i, (size_t)(st[i]->hi - st[i]->lo));
+        base[i] = st[i]->base;
+    }
+    for (int i = 0; i < N; i++) {
+        vt_stack_put(&sc, st[i]);
+    }
+    /* nothing is cold before a trim */
+    ck_assert_uint_eq(vt_stack_cache_cold_excess(&sc), 0);
+    ck_assert_uint_eq(vt_stack_cache_unmap_cold(&sc, 100), 0);
+    ck_assert_uint_eq(vt_stack_cache_trim(&sc), N - HOT);
+    ck_assert_uint_eq(vt_stack_cache_cold_excess(&sc), N - 2 * HOT);
+    /* a limited call, then the rest */
+    ck_assert_uint_eq(vt_stack_cache_unmap_cold(&sc, 4), 4);
+    ck_assert_uint_eq(vt_stack_cache_unmap_cold(&sc, 100), N - 2 * HOT - 4);
+    ck_assert_uint_eq(vt_stack_cache_unmap_cold(&sc, 100), 0);
+    ck_assert_uint_eq(sc.nall, 2 * HOT);
+    ck_assert_uint_eq(sc.nfree, 2 * HOT);
+    ck_assert_uint_eq(sc.nhot, HOT);
+    /* the oldest released went: st[0..5] unmapped, guard page and all */
+    for (int i = 0; i < N - 2 * HOT; i++) {
+        ck_assert_msg(!page_mapped(base[i]) && !page_mapped(
+                          base[i] + 64 * 1024),
+                      "stack %d is still mapped", i);
+    }
+    for (int i = N - 2 * HOT; i < N; i++) {
+        ck_assert_msg(page_mapped(base[i] + sc.guard),
+                      "stack %d was unmapped", i);
+    }
+    /* gets return the hot (contents intact), then the cold (zeroed),
+     * then fresh mappings */
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(vt_stack_get(&sc, &got[i]), APR_SUCCESS);
+    }
+    ck_assert_ptr_eq(got[0], st[N - 1]);
+    ck_assert_int_eq(got[0]->lo[0], 'a' + N - 1);
+    ck_assert_ptr_eq(got[1], st[N - 2]);
+    ck_assert_ptr_eq(got[2], st[N - 3]);
+    ck_assert_int_eq(got[2]->lo[0], 0);
+    ck_assert_ptr_eq(got[3], st[N - 4]);
+    ck_assert_uint_eq(sc.nall, N);
+    for (int i = 0; i < N; i++) {
+        memset(got[i]->lo, 'z', 4096);     /* all usable */
+        vt_stack_put(&sc, got[i]);
+    }
+    vt_stack_cache_destroy(&sc);
+    ck_assert_uint_eq(sc.nall, 0);
+}
+END_TEST
+
 START_TEST(test_hot_zero)
 {
     vt_stack_cache_t sc;
@@ -310,6 +380,7 @@ int main(void)
     vt_test_add(s, test_reuse_lifo);
     vt_test_add(s, test_hot_watermark);
     vt_test_add(s, test_hot_zero);
+    vt_test_add(s, test_cold_unmapped);
     vt_test_add(s, test_destroy_unmaps);
     vt_test_add(s, test_many);
     return vt_test_main(s);
