@@ -453,7 +453,8 @@ static apr_interval_time_t poll_timeout(vt_carrier_t *c)
     if (next) {
         wake_at = next->when;
     }
-    /* An idle carrier still wakes to give back stack pages. */
+    /* An idle carrier still wakes to give back stack pages and
+     * mappings. */
     if ((c->stacks.nhot > c->stacks.hot_max
          || vt_stack_cache_cold_excess(&c->stacks) > 0) && !c->stop_seen
         && (!wake_at || c->next_trim < wake_at)) {

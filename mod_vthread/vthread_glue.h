@@ -288,7 +288,7 @@ void vthread_recycle_pool(apr_pool_t *pool);
  */
 int vthread_recycle_give(conn_rec *c, void *csd);
 /** Destroy the kept allocators that were not given for a while (called
- *  about once a second by the reaper thread). */
+ *  twice a second by the idle reaper thread). */
 void vthread_recycle_trim(void);
 /** For server-status: closed connections' allocators kept now, and new
  *  connections given memory from one since the child started. */
