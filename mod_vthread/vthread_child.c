@@ -104,6 +104,7 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
     }
     atomic_store(&vthread_async, async);
     atomic_store(&vthread_stopping, 0);
+    vthread_listener_child_init();
 
     /* Before the reaper: pchild's cleanups run in reverse, and the
      * reaper thread (which trims the kept memory) must be joined before

@@ -178,6 +178,7 @@ void vthread_conn_suspended(conn_rec *c, request_rec *r)
                   "the MPM let go of the connection: mod_vthread owns it "
                   "until it closes");
     vthread_handler_start(req);
+    vthread_listener_nudge();   /* this worker is free again */
 }
 
 void vthread_conn_enter_fiber(vthread_conn_t *conn)
@@ -570,6 +571,7 @@ static void vthread_conn_teardown(vthread_conn_t *conn)
     vthread_status_track(&conn->track, VTHREAD_TRACK_NONE); /* mod_status */
     apr_pool_clear(pool);   /* from here, conn and c are gone */
     vthread_recycle_pool(pool); /* its memory: for the next connection */
+    vthread_listener_nudge();   /* one connection fewer for the MPM */
 }
 
 /*

@@ -270,6 +270,14 @@ apr_status_t vthread_reaper_child_init(apr_pool_t *pchild);
  */
 void vthread_reaper_destroy(apr_pool_t *pool);
 
+/* ------------------------------------------------------- listener */
+
+/** Forget the last child's scoreboard slot and nudges (child_init). */
+void vthread_listener_child_init(void);
+/** A worker or a connection was freed: if event's listener stopped
+ *  accepting, wake it until it accepts again (vthread_listener.c). */
+void vthread_listener_nudge(void);
+
 /* -------------------------------------------------------- recycle */
 
 /** Set up the store of closed connections' allocators (child_init): as

@@ -86,9 +86,12 @@ static void *APR_THREAD_FUNC vthread_reaper_main(apr_thread_t *t, void *d)
         vthread_reap_t *batch;
         while (!vthread_reaper.head && !vthread_reaper.stop) {
             /* Idle: also give back what vthread_recycle.c kept too long
-             * (outside the lock: it unmaps). */
+             * (outside the lock: it unmaps), and wake event's listener if
+             * it stopped accepting after the last worker or connection
+             * mod_vthread freed (vthread_listener.c). */
             apr_thread_mutex_unlock(vthread_reaper.lock);
             vthread_recycle_trim();
+            vthread_listener_nudge();
             apr_thread_mutex_lock(vthread_reaper.lock);
             if (!vthread_reaper.head && !vthread_reaper.stop) {
                 apr_thread_cond_timedwait(vthread_reaper.cond,

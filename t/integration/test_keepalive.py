@@ -81,7 +81,10 @@ def test_thousands_of_requests_over_20_connections(httpd):
     per = rounds * len(round_requests(0, 0))
     bad = [r for r in results if r != per]
     assert not bad, bad[:5]
-    assert wall < 60 * SCALE, "3000 keep-alive requests took %.1fs" % wall
+    # About 0.5 s. Some requests fetch from this same server: when event
+    # stopped accepting and nothing woke its listener, those waited for
+    # Timeout (30 s) in the listen backlog (vthread_listener.c).
+    assert wall < 15 * SCALE, "3000 keep-alive requests took %.1fs" % wall
     # The chunked ones really were chunked, the others had a length.
     with Conn(httpd.port) as c:
         r = c.exchange("GET", "/big?kb=4&chunked=1")
