@@ -2,6 +2,7 @@
 #include "vt_carrier.h"
 #include "vt_annotate.h"
 #include "vt_guard.h"
+#include "vt_thread_name.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -473,6 +474,7 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
     vt_runtime_t *rt = c->rt;
     (void)thread;
     tls_carrier = c;
+    vt_thread_name("carrier", c->index);
     vt_guard_thread_enter();
 
     for (;;) {

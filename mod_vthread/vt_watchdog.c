@@ -1,6 +1,7 @@
 /* Pinned-fiber watchdog: see vt_watchdog.h. */
 #include "vt_watchdog.h"
 #include "vt_carrier.h"
+#include "vt_thread_name.h"
 #include "vt_wait.h"
 
 #include <errno.h>
@@ -72,6 +73,7 @@ static void *APR_THREAD_FUNC watchdog_main(apr_thread_t *thread, void *data)
     vt_watchdog_t *wd = data;
     apr_interval_time_t period = wd->rt->cfg.pinned_warn / 4;
     (void)thread;
+    vt_thread_name("watchdog", -1);
     if (period < 1000) {
         period = 1000;
     }

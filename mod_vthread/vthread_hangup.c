@@ -51,6 +51,7 @@
 #include <apr_thread_proc.h>
 
 #include "vthread_glue.h"
+#include "vt_thread_name.h"
 
 APLOG_USE_MODULE(vthread);
 
@@ -213,6 +214,7 @@ static void *APR_THREAD_FUNC vthread_hangup_main(apr_thread_t *thread,
     int i, n;
 
     (void)data;
+    vt_thread_name("hangup", -1);
     for (;;) {
         n = epoll_wait(vthread_hangup_epfd, evs, 64, -1);
         if (n < 0) {

@@ -24,6 +24,7 @@
  * here. While idle, this thread also trims what it kept too long.
  */
 #include "vthread_glue.h"
+#include "vt_thread_name.h"
 
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
@@ -81,6 +82,7 @@ static void *APR_THREAD_FUNC vthread_reaper_main(apr_thread_t *t, void *d)
 {
     (void)t;
     (void)d;
+    vt_thread_name("reaper", -1);
     apr_thread_mutex_lock(vthread_reaper.lock);
     for (;;) {
         vthread_reap_t *batch;

@@ -147,6 +147,35 @@ def test_every_status_key_is_documented(httpd):
     assert not undocumented, undocumented
 
 
+def thread_names(pid):
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # a thread that just ended
+    return sorted(names)
+
+
+def test_threads_are_named_for_top_and_gdb(httpd):
+    """`top -H`, `ps -L`, perf and gdb tell mod_vthread's threads apart
+    from the MPM's (docs/operations.md, "Threads of a child")."""
+    assert get(httpd.port, "/sleep?ms=1").status == 200
+    kids = httpd.children()
+    assert kids
+    for pid in kids:
+        names = thread_names(pid)
+        ours = [n for n in names if n.startswith("vt-")]
+        assert ours == ["vt-carrier-0", "vt-carrier-1", "vt-hangup",
+                        "vt-reaper", "vt-watchdog"], names
+        # The MPM's threads keep the process's name: only our own were
+        # renamed (ThreadsPerChild workers, the listener, the main thread).
+        with open("/proc/%d/comm" % pid) as f:
+            process_name = f.read().strip()
+        assert names.count(process_name) >= httpd.threads + 2, names
+
+
 def test_parked_fibers_rise_under_load_and_fall_back(httpd):
     before = server_status(httpd.port)
     n, ms = 50, 1000
