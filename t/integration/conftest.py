@@ -869,16 +869,26 @@ class Prober:
 def not_idle(st):
     """Why a /server-status?auto dict does not look idle ([] if it does).
 
-    Idle, as seen from a keep-alive connection's request: no connection
-    counted by the MPM (ConnsTotal counts the others), none in any async
-    state, one busy worker (the one serving the status request), no
-    suspended request if the MPM shows that count, and no fiber alive or
-    parked if mod_vthread's status lines show them."""
+    Idle, as seen from a keep-alive connection's request: at most one
+    connection counted by the MPM, none in any async state, one busy worker
+    (the one serving the status request), no suspended request if the MPM
+    shows that count, and no connection, fiber alive or parked if
+    mod_vthread's status lines show them.
+
+    Event refreshes ConnsTotal only when one of its keep-alive, lingering or
+    write timeouts expires (event.c, the listener's queue pass), so it may
+    date from a moment when this status connection was already open, and
+    keep that value while the status polls hold that connection in the
+    keep-alive queue: 1 is idle. mod_vthread's own VThreadConns* counts
+    are live."""
     why = []
-    for k in ("ConnsTotal", "ConnsAsyncWriting", "ConnsAsyncKeepAlive",
+    if st.get("ConnsTotal", 0) > 1:
+        why.append("ConnsTotal: %s" % st["ConnsTotal"])
+    for k in ("ConnsAsyncWriting", "ConnsAsyncKeepAlive",
               "ConnsAsyncClosing", "ConnsAsyncWaitIO", "VThreadFibers",
               "VThreadRunnable", "VThreadParkedTimer", "VThreadParkedIO",
-              "VThreadParkedSync"):
+              "VThreadParkedSync", "VThreadConnsOwned", "VThreadConnsWriting",
+              "VThreadConnsKeepAlive", "VThreadConnsLingering"):
         if st.get(k, 0):
             why.append("%s: %s" % (k, st[k]))
     for k, v in st.items():
