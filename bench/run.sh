@@ -6,7 +6,7 @@
 #   bench/run.sh [--quick|--full] [--out DIR] [--publish|--no-publish]
 #                [-- extra options of bench/lib/bench.py]
 #
-#   --quick    (default) c = 100, 1000; 3 s per wrk run; 1000 parked
+#   --quick    (default) c = 100, 1000; 2 s per wrk run; 1000 parked
 #              requests; no "close" endpoint. Under 3 minutes once built.
 #              For developers.
 #   --full     c = 100, 1000, 10000; 10 s per run; 1000 and 10,000 parked
