@@ -27,8 +27,7 @@
 #define VT_TRIM_MAX_DEFER (2 * 1000 * 1000)
 /* Cold stacks unmapped per tick at most: each munmap is a TLB shoot-down
  * (40-140 us on a busy VM), and the fibers of this carrier wait for it;
- * 64 per 250 ms gives back what a trim could not unmap at once (the
- * watchdog was reading) in seconds. */
+ * 64 per 250 ms gives back a 10,000-fiber burst in seconds. */
 #define VT_UNMAP_PER_TICK 64
 
 /* initial-exec: in mod_vthread.so a global-dynamic TLS read is a call to
@@ -301,7 +300,6 @@ static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
 static void trim_stacks(vt_carrier_t *c, apr_time_t now)
 {
     apr_uint32_t changed;
-    int may_unmap;
 
     if (now < c->next_trim || c->stop_seen) {
         return;
@@ -317,15 +315,13 @@ static void trim_stacks(vt_carrier_t *c, apr_time_t now)
         }
     }
     c->trim_deferred_since = 0;
-    /* Unmap nothing while the watchdog may be reading a stack header: it
-     * sets the flag before it loads running_stack (vt_watchdog.c), and
-     * this load comes after every store of running_stack that retired a
-     * released stack. */
+    changed = vt_stack_cache_trim(&c->stacks);
+    /* Not while the watchdog may be reading a stack header: it sets the
+     * flag before it loads running_stack (vt_watchdog.c), and this load
+     * comes after every store of running_stack that retired a cold
+     * stack. */
     atomic_thread_fence(memory_order_seq_cst);
-    may_unmap = !atomic_load_explicit(&c->watch_reading,
-                                      memory_order_relaxed);
-    changed = vt_stack_cache_trim(&c->stacks, may_unmap);
-    if (may_unmap) {
+    if (!atomic_load_explicit(&c->watch_reading, memory_order_relaxed)) {
         changed += vt_stack_cache_unmap_cold(&c->stacks, VT_UNMAP_PER_TICK);
     }
     if (changed) {

@@ -124,63 +124,19 @@ void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st)
     }
 }
 
-static void free_list_unlink(vt_stack_cache_t *sc, vt_stack_t *st)
-{
-    if (st->prev) {
-        st->prev->next = st->next;
-    }
-    else {
-        sc->free = st->next;
-    }
-    if (st->next) {
-        st->next->prev = st->prev;
-    }
-    else {
-        sc->free_tail = st->prev;
-    }
-    sc->nfree--;
-}
-
-/* @a st must be off the free list. */
-static void stack_unmap(vt_stack_cache_t *sc, vt_stack_t *st)
-{
-    if (st->all_prev) {
-        st->all_prev->all_next = st->all_next;
-    }
-    else {
-        sc->all = st->all_next;
-    }
-    if (st->all_next) {
-        st->all_next->all_prev = st->all_prev;
-    }
-    sc->nall--;
-    vt_annotate_stack_deregister(st->valgrind_id);
-    vt_annotate_stack_unmapping(st->lo, (size_t)(st->hi - st->lo));
-    munmap(st->base, st->mapped);   /* st lived there: gone now */
-}
-
-apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc, int may_unmap)
+apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc)
 {
     apr_size_t page = vt_page_size();
     apr_uint32_t trimmed = 0;
     while (sc->nhot > sc->hot_max) {
-        vt_stack_t *st = sc->last_hot;
-        apr_uint32_t cold = sc->nfree - sc->nhot;
-        apr_uint32_t to_trim = sc->nhot - sc->hot_max;
-        sc->nhot--;
-        sc->last_hot = sc->nhot ? st->prev : NULL;
-        trimmed++;
-        /* Oldest first: those the cold list has no room for go now. */
-        if (may_unmap && to_trim > (cold < sc->cold_max
-                                    ? sc->cold_max - cold : 0)) {
-            free_list_unlink(sc, st);
-            stack_unmap(sc, st);
-            continue;
-        }
+        vt_stack_t *cold = sc->last_hot;
         /* Not the top page: it holds this header. */
-        char *end = (char *)((uintptr_t)st->hi & ~(uintptr_t)(page - 1));
-        madvise(st->lo, (size_t)(end - st->lo), MADV_DONTNEED);
-        st->hot = 0;
+        char *end = (char *)((uintptr_t)cold->hi & ~(uintptr_t)(page - 1));
+        madvise(cold->lo, (size_t)(end - cold->lo), MADV_DONTNEED);
+        cold->hot = 0;
+        sc->nhot--;
+        sc->last_hot = sc->nhot ? cold->prev : NULL;
+        trimmed++;
     }
     return trimmed;
 }
@@ -199,8 +155,27 @@ apr_uint32_t vt_stack_cache_unmap_cold(vt_stack_cache_t *sc,
     apr_uint32_t unmapped = 0;
     while (unmapped < max && vt_stack_cache_cold_excess(sc) > 0) {
         vt_stack_t *st = sc->free_tail;
-        free_list_unlink(sc, st);
-        stack_unmap(sc, st);
+        sc->free_tail = st->prev;
+        if (st->prev) {
+            st->prev->next = NULL;
+        }
+        else {
+            sc->free = NULL;
+        }
+        sc->nfree--;
+        if (st->all_prev) {
+            st->all_prev->all_next = st->all_next;
+        }
+        else {
+            sc->all = st->all_next;
+        }
+        if (st->all_next) {
+            st->all_next->all_prev = st->all_prev;
+        }
+        sc->nall--;
+        vt_annotate_stack_deregister(st->valgrind_id);
+        vt_annotate_stack_unmapping(st->lo, (size_t)(st->hi - st->lo));
+        munmap(st->base, st->mapped);   /* st lived there: gone now */
         unmapped++;
     }
     return unmapped;

@@ -11,14 +11,12 @@
  * on every release would cost a TLB shoot-down per ended fiber. A trimmed
  * ("cold") stack still holds its top page (its header) and two mappings,
  * so after a burst of 10,000 fibers a child kept 40 MB and 20,000
- * mappings for good: a trim unmaps at once the oldest released stacks
- * that the `cold_max` cold ones leave no room for (one TLB shoot-down
- * instead of an madvise and a later munmap), and
- * vt_stack_cache_unmap_cold() unmaps, a few per call, cold stacks beyond
- * `cold_max` that a trim could not unmap. Another thread that reads a
- * running stack's header (the watchdog) may still be reading it just
- * after that stack was released, so while it reads, the carrier must not
- * unmap (vt_carrier.h, watch_reading; the may_unmap of a trim).
+ * mappings for good: vt_stack_cache_unmap_cold() unmaps the oldest cold
+ * stacks beyond `cold_max`, a few per call. Another thread that reads a
+ * running stack's header (the watchdog) must make the carrier skip that
+ * call while it reads (vt_carrier.h, watch_reading): a stack is cold only
+ * after it stopped running and one trim passed, so it is never one that
+ * thread can be reading otherwise.
  */
 #ifndef VT_STACK_H
 #define VT_STACK_H
@@ -90,14 +88,9 @@ void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st);
 
 /**
  * Give back the pages of released stacks beyond the hot_max most recent.
- * @param may_unmap when nonzero, the oldest of those that the cold list
- *        (`cold_max`) has no room for are unmapped instead: one TLB
- *        shoot-down, where an madvise now and vt_stack_cache_unmap_cold()
- *        later cost two. Only where no other thread may be reading their
- *        headers (see the file's description).
- * @return how many stacks were trimmed or unmapped
+ * @return how many stacks were trimmed
  */
-apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc, int may_unmap);
+apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc);
 
 /**
  * Unmap the oldest released stacks whose pages were given back (cold),

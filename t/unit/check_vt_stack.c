@@ -176,8 +176,8 @@ START_TEST(test_hot_watermark)
     /* a put keeps pages (no madvise per ended fiber); a trim applies the
      * watermark */
     ck_assert_uint_eq(sc.nhot, N);
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 0), N - HOT);
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 0), 0);
+    ck_assert_uint_eq(vt_stack_cache_trim(&sc), N - HOT);
+    ck_assert_uint_eq(vt_stack_cache_trim(&sc), 0);
     ck_assert_uint_eq(sc.nfree, N);
     ck_assert_uint_eq(sc.nhot, HOT);
     ck_assert_uint_eq(vt_stack_cache_hot_bytes(&sc), HOT * sc.size);
@@ -243,7 +243,7 @@ START_TEST(test_cold_unmapped)
     /* nothing is cold before a trim */
     ck_assert_uint_eq(vt_stack_cache_cold_excess(&sc), 0);
     ck_assert_uint_eq(vt_stack_cache_unmap_cold(&sc, 100), 0);
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 0), N - HOT);
+    ck_assert_uint_eq(vt_stack_cache_trim(&sc), N - HOT);
     ck_assert_uint_eq(vt_stack_cache_cold_excess(&sc), N - 2 * HOT);
     /* a limited call, then the rest */
     ck_assert_uint_eq(vt_stack_cache_unmap_cold(&sc, 4), 4);
@@ -283,72 +283,6 @@ START_TEST(test_cold_unmapped)
 }
 END_TEST
 
-/* A trim that may unmap does not madvise what the cold list has no room
- * for: the oldest of those are unmapped at once, the cold list is filled
- * up to `cold_max`, and the cache goes on working. */
-START_TEST(test_trim_unmaps_what_cold_has_no_room_for)
-{
-    enum { N = 10, HOT = 2 };
-    vt_stack_cache_t sc;
-    vt_stack_t *st[N], *got[N];
-    char *base[N];
-    vt_stack_cache_init(&sc, 64 * 1024, HOT);
-    for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(vt_stack_get(&sc, &st[i]), APR_SUCCESS);
-        memset(st[i]->lo, 'a' + i, (size_t)(st[i]->hi - st[i]->lo));
-        base[i] = st[i]->base;
-    }
-    /* one cold already: room for HOT - 1 more */
-    vt_stack_put(&sc, st[0]);
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 1), 0);
-    sc.hot_max = 0;
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 1), 1);
-    ck_assert_uint_eq(sc.nall, N);
-    sc.hot_max = HOT;
-    for (int i = 1; i < N; i++) {
-        vt_stack_put(&sc, st[i]);
-    }
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 1), N - 1 - HOT);
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 1), 0);
-    ck_assert_uint_eq(sc.nhot, HOT);
-    ck_assert_uint_eq(sc.nfree, 2 * HOT);
-    ck_assert_uint_eq(sc.nall, 2 * HOT);
-    ck_assert_uint_eq(vt_stack_cache_cold_excess(&sc), 0);
-    /* kept: st[0] (cold before), st[7] (made cold), st[8], st[9] (hot);
-     * st[1..6], the oldest released, unmapped with their guard pages */
-    for (int i = 1; i <= 6; i++) {
-        ck_assert_msg(!page_mapped(base[i]) && !page_mapped(
-                          base[i] + 64 * 1024),
-                      "stack %d is still mapped", i);
-    }
-    ck_assert(page_mapped(base[0] + sc.guard));
-    ck_assert(page_mapped(base[7] + sc.guard));
-    ck_assert_int_eq(st[7]->hot, 0);
-    ck_assert_int_eq(st[7]->lo[0], 0);
-    ck_assert_int_eq(st[9]->lo[0], 'a' + 9);
-    /* gets: hot, then cold most recent first, then fresh mappings */
-    for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(vt_stack_get(&sc, &got[i]), APR_SUCCESS);
-    }
-    ck_assert_ptr_eq(got[0], st[9]);
-    ck_assert_ptr_eq(got[1], st[8]);
-    ck_assert_int_eq(got[1]->lo[0], 'a' + 8);
-    ck_assert_ptr_eq(got[2], st[7]);
-    ck_assert_ptr_eq(got[3], st[0]);
-    ck_assert_uint_eq(sc.nall, N);
-    for (int i = 0; i < N; i++) {
-        memset(got[i]->lo, 'z', 4096);     /* all usable */
-        vt_stack_put(&sc, got[i]);
-    }
-    /* without may_unmap (the watchdog was reading), only madvise */
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 0), N - HOT);
-    ck_assert_uint_eq(sc.nall, N);
-    ck_assert_uint_eq(vt_stack_cache_cold_excess(&sc), N - 2 * HOT);
-    vt_stack_cache_destroy(&sc);
-    ck_assert_uint_eq(sc.nall, 0);
-}
-END_TEST
-
 START_TEST(test_hot_zero)
 {
     vt_stack_cache_t sc;
@@ -357,7 +291,7 @@ START_TEST(test_hot_zero)
     ck_assert_int_eq(vt_stack_get(&sc, &a), APR_SUCCESS);
     memset(a->lo, 'x', (size_t)(a->hi - a->lo));
     vt_stack_put(&sc, a);
-    ck_assert_uint_eq(vt_stack_cache_trim(&sc, 0), 1);
+    ck_assert_uint_eq(vt_stack_cache_trim(&sc), 1);
     ck_assert_uint_eq(sc.nhot, 0);
     ck_assert_uint_eq(vt_stack_cache_hot_bytes(&sc), 0);
     ck_assert_int_eq(a->hot, 0);
@@ -422,7 +356,7 @@ START_TEST(test_many)
         vt_stack_put(&sc, st[i]);
     }
     ck_assert_uint_eq(sc.nfree, (apr_uint32_t)n);
-    vt_stack_cache_trim(&sc, 0);
+    vt_stack_cache_trim(&sc);
     ck_assert_uint_le(sc.nhot, 8);
     /* taking them all again maps nothing new */
     for (int i = 0; i < n; i++) {
@@ -447,7 +381,6 @@ int main(void)
     vt_test_add(s, test_hot_watermark);
     vt_test_add(s, test_hot_zero);
     vt_test_add(s, test_cold_unmapped);
-    vt_test_add(s, test_trim_unmaps_what_cold_has_no_room_for);
     vt_test_add(s, test_destroy_unmaps);
     vt_test_add(s, test_many);
     return vt_test_main(s);
