@@ -108,6 +108,9 @@ struct vthread_req_t {
     /** The fiber's parked time when the handler started (a connection's
      *  fiber serves one request after another). */
     apr_interval_time_t parked_before;
+    /** From the request's arrival (r->request_time) to its fiber's start:
+     *  the hand-off, and any wait for the carrier. */
+    apr_interval_time_t queued;
 };
 
 /**

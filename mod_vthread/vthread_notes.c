@@ -28,6 +28,8 @@
  *                     to the handler's end
  *   vthread-run-us    microseconds from fiber start to the handler's end,
  *                     minus the parked time (running or runnable)
+ *   vthread-queue-us  microseconds from the request's arrival (its request
+ *                     line read) to its fiber's start
  */
 #include <httpd.h>
 #include <http_config.h>
@@ -43,6 +45,7 @@ APLOG_USE_MODULE(vthread);
 #define VTHREAD_NOTE_CARRIER "vthread-carrier"
 #define VTHREAD_NOTE_PARK "vthread-park-us"
 #define VTHREAD_NOTE_RUN "vthread-run-us"
+#define VTHREAD_NOTE_QUEUE "vthread-queue-us"
 
 /** vthread-offload values, by vthread_offload_e. */
 static const char *const vthread_notes_offload[VTHREAD_OFFLOAD_KINDS] = {
@@ -78,7 +81,7 @@ void vthread_notes_inherit(request_rec *r)
 {
     static const char *const names[] = {
         VTHREAD_NOTE_OFFLOAD, VTHREAD_NOTE_CARRIER, VTHREAD_NOTE_PARK,
-        VTHREAD_NOTE_RUN
+        VTHREAD_NOTE_RUN, VTHREAD_NOTE_QUEUE
     };
     const char *v;
     size_t i;
@@ -99,11 +102,14 @@ void vthread_notes_fiber_start(vthread_req_t *req)
     vthread_status_count(VTHREAD_OFFLOAD_FIBER);
     /* The fiber may have served earlier requests of the connection. */
     req->parked_before = vt_fiber_parked_time(vt_fiber_current());
+    req->queued = req->track.since - r->request_time;
+    if (req->queued < 0) {
+        req->queued = 0;
+    }
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
                   "fiber started on carrier %d, %" APR_TIME_T_FMT " us "
                   "after the request arrived",
-                  vt_fiber_carrier_index(vt_fiber_current()),
-                  req->track.since - r->request_time);
+                  vt_fiber_carrier_index(vt_fiber_current()), req->queued);
 }
 
 void vthread_notes_handler_end(vthread_req_t *req, int status)
@@ -114,7 +120,7 @@ void vthread_notes_handler_end(vthread_req_t *req, int status)
     apr_interval_time_t park = vt_fiber_parked_time(f) - req->parked_before;
     apr_interval_time_t run = now - req->track.since - park;
     int carrier = vt_fiber_carrier_index(f);
-    const char *carrier_s, *park_s, *run_s;
+    const char *carrier_s, *park_s, *run_s, *queue_s;
 
     vthread_status_track(&req->track, VTHREAD_TRACK_NONE);
     if (run < 0) {
@@ -123,6 +129,7 @@ void vthread_notes_handler_end(vthread_req_t *req, int status)
     carrier_s = apr_itoa(r->pool, carrier);
     park_s = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, park);
     run_s = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, run);
+    queue_s = apr_psprintf(r->pool, "%" APR_TIME_T_FMT, req->queued);
     /* The request and any internal redirect its handler made (the one
      * mod_log_config logs by default is the last). */
     for (rr = r; rr; rr = rr->next) {
@@ -131,6 +138,7 @@ void vthread_notes_handler_end(vthread_req_t *req, int status)
         apr_table_setn(rr->notes, VTHREAD_NOTE_CARRIER, carrier_s);
         apr_table_setn(rr->notes, VTHREAD_NOTE_PARK, park_s);
         apr_table_setn(rr->notes, VTHREAD_NOTE_RUN, run_s);
+        apr_table_setn(rr->notes, VTHREAD_NOTE_QUEUE, queue_s);
     }
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
                   "handler \"%s\" returned %d on carrier %d: ran %s us, "
