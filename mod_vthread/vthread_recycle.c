@@ -26,11 +26,16 @@
  *
  * A donor is never allocated from for its own use: blocks are taken from
  * it (apr_allocator_alloc) and given to the new allocator
- * (apr_allocator_free), then it goes to the reaper thread, whose destroy
- * unmaps what it still holds (vthread_recycle_discard). APR does not tell
- * how many blocks an allocator holds; a connection leaves about 8, and
- * VTHREAD_RECYCLE_GIVE are taken. Taking from an emptied donor maps a
- * fresh block: what the MPM would have done.
+ * (apr_allocator_free). APR does not tell how many blocks an allocator
+ * holds; a connection leaves about VTHREAD_RECYCLE_EXPECT, so each donor
+ * carries that estimate, and a new connection takes VTHREAD_RECYCLE_GIVE
+ * from the newest donors: what one has left goes to the next connection.
+ * (Unmapping those leftovers at once, on the reaper, took up to all of
+ * both CPUs in the second half of a 10,000-connection burst, and the
+ * carriers waited for the CPU.) Taking from a donor that is in fact empty
+ * maps a fresh block: what the MPM would have done. A donor estimated
+ * empty is left for the trim, which destroys it first; a donor that held
+ * more than its estimate gives its rest back to the system then.
  *
  * Only allocators that belong to the connection's pool alone and have no
  * mutex are kept (event's); anything else goes to the reaper, as before.
@@ -60,12 +65,16 @@
 #define VTHREAD_RECYCLE_GIVE 6
 /** A block of the smallest size (index 1: 8 KiB with its header). */
 #define VTHREAD_RECYCLE_BLOCK (8192 - APR_MEMNODE_T_SIZE)
+/** Blocks a closed connection's allocator holds, as a rule: its pool's
+ *  two and the six it was given or mapped (strace, 50 connections). */
+#define VTHREAD_RECYCLE_EXPECT 8
 /** A donor not given within this long is destroyed (trim). */
 #define VTHREAD_RECYCLE_AGE apr_time_from_sec(1)
 
 typedef struct {
     apr_allocator_t *allocator;
-    apr_time_t kept_at;
+    apr_time_t kept_at;     /* 0: estimated empty, destroyed first */
+    int blocks;             /* estimated blocks left */
 } vthread_donor_t;
 
 static struct {
@@ -166,6 +175,7 @@ void vthread_recycle_pool(apr_pool_t *pool)
 
             d->allocator = a;
             d->kept_at = apr_time_now();
+            d->blocks = VTHREAD_RECYCLE_EXPECT;
             vthread_recycle_count_set(vthread_recycle.count + 1);
             apr_thread_mutex_unlock(vthread_recycle.lock);
             return;
@@ -175,11 +185,10 @@ void vthread_recycle_pool(apr_pool_t *pool)
     vthread_reaper_destroy(pool);
 }
 
-/* A donor's leftover blocks (about as many as the new connection's MPM
- * just mapped) are unmapped on the reaper thread, in its batches: this
- * MPM worker is about to read the request, and each munmap stalls it (and
- * the other CPU, for the TLB shoot-down). A pool that owns the allocator
- * carries it there; the pool takes one of the leftovers. */
+/* A donor the store has no room for (or no more, the child exits): its
+ * blocks are unmapped on the reaper thread, in its batches, not on this
+ * MPM worker that is about to read a request. A pool that owns the
+ * allocator carries it there; the pool takes one of the blocks. */
 static void vthread_recycle_discard(apr_allocator_t *a)
 {
     apr_pool_t *p;
@@ -192,11 +201,65 @@ static void vthread_recycle_discard(apr_allocator_t *a)
     vthread_reaper_destroy(p);
 }
 
+/* Take the newest donor that has blocks left, if any. */
+static int vthread_recycle_take(vthread_donor_t *out, int first)
+{
+    int found = 0;
+
+    apr_thread_mutex_lock(vthread_recycle.lock);
+    if (vthread_recycle.running && vthread_recycle.count > 0) {
+        vthread_donor_t *d = vthread_recycle_donor(vthread_recycle.count - 1);
+
+        if (d->blocks > 0) {
+            *out = *d;
+            vthread_recycle_count_set(vthread_recycle.count - 1);
+            vthread_recycle.given += first;
+            found = 1;
+        }
+    }
+    apr_thread_mutex_unlock(vthread_recycle.lock);
+    return found;
+}
+
+/* A donor back in the store: at the newest end if it has blocks left, at
+ * the oldest end (for the next trim) if it is estimated empty. */
+static void vthread_recycle_put_back(const vthread_donor_t *d)
+{
+    int kept = 0;
+
+    apr_thread_mutex_lock(vthread_recycle.lock);
+    if (vthread_recycle.running
+        && vthread_recycle.count < vthread_recycle.capacity) {
+        vthread_donor_t *slot;
+
+        if (d->blocks > 0) {
+            slot = vthread_recycle_donor(vthread_recycle.count);
+            *slot = *d;
+            slot->kept_at = apr_time_now();
+        }
+        else {
+            vthread_recycle.oldest = (vthread_recycle.oldest
+                                      + vthread_recycle.capacity - 1)
+                                     % vthread_recycle.capacity;
+            slot = vthread_recycle_donor(0);
+            *slot = *d;
+            slot->kept_at = 0;
+        }
+        vthread_recycle_count_set(vthread_recycle.count + 1);
+        kept = 1;
+    }
+    apr_thread_mutex_unlock(vthread_recycle.lock);
+    if (!kept) {
+        vthread_recycle_discard(d->allocator);
+    }
+}
+
 int vthread_recycle_give(conn_rec *c, void *csd)
 {
-    apr_allocator_t *to, *from = NULL;
+    apr_allocator_t *to;
     apr_memnode_t *chain = NULL;
-    int i;
+    vthread_donor_t d;
+    int need = VTHREAD_RECYCLE_GIVE;
 
     (void)csd;
     /* An unlocked look first: most servers keep nothing (no offloaded
@@ -206,30 +269,26 @@ int vthread_recycle_give(conn_rec *c, void *csd)
         || !(to = vthread_recycle_own_allocator(c->pool))) {
         return DECLINED;
     }
-    apr_thread_mutex_lock(vthread_recycle.lock);
-    if (vthread_recycle.running && vthread_recycle.count > 0) {
-        vthread_recycle_count_set(vthread_recycle.count - 1);
-        from = vthread_recycle_donor(vthread_recycle.count)->allocator;
-        vthread_recycle.given++;
-    }
-    apr_thread_mutex_unlock(vthread_recycle.lock);
-    if (!from) {
-        return DECLINED;
-    }
-    /* The donor is ours alone now: no lock needed. */
-    for (i = 0; i < VTHREAD_RECYCLE_GIVE; i++) {
-        apr_memnode_t *node = apr_allocator_alloc(from,
-                                                  VTHREAD_RECYCLE_BLOCK);
-        if (!node) {
-            break;
+    while (need > 0
+           && vthread_recycle_take(&d, need == VTHREAD_RECYCLE_GIVE)) {
+        /* The donor is ours alone until put back: no lock needed. */
+        while (need > 0 && d.blocks > 0) {
+            apr_memnode_t *node = apr_allocator_alloc(d.allocator,
+                                                      VTHREAD_RECYCLE_BLOCK);
+            if (!node) {
+                d.blocks = 0;
+                break;
+            }
+            node->next = chain;
+            chain = node;
+            need--;
+            d.blocks--;
         }
-        node->next = chain;
-        chain = node;
+        vthread_recycle_put_back(&d);
     }
     if (chain) {
         apr_allocator_free(to, chain);
     }
-    vthread_recycle_discard(from);
     return DECLINED;
 }
 
