@@ -76,6 +76,25 @@ static apr_status_t stack_map(vt_stack_cache_t *sc, vt_stack_t **out)
     return APR_SUCCESS;
 }
 
+/* Take @a st off the free list (a get takes its head, an unmap its
+ * tail). */
+static void free_list_unlink(vt_stack_cache_t *sc, vt_stack_t *st)
+{
+    if (st->prev) {
+        st->prev->next = st->next;
+    }
+    else {
+        sc->free = st->next;
+    }
+    if (st->next) {
+        st->next->prev = st->prev;
+    }
+    else {
+        sc->free_tail = st->prev;
+    }
+    sc->nfree--;
+}
+
 /* The free list is most recent first, and its committed (hot) stacks are
  * a prefix of it ending at last_hot: a get takes the hottest, a trim gives
  * back the pages of the oldest hot ones. */
@@ -85,14 +104,7 @@ apr_status_t vt_stack_get(vt_stack_cache_t *sc, vt_stack_t **st)
     if (!s) {
         return stack_map(sc, st);
     }
-    sc->free = s->next;
-    if (sc->free) {
-        sc->free->prev = NULL;
-    }
-    else {
-        sc->free_tail = NULL;
-    }
-    sc->nfree--;
+    free_list_unlink(sc, s);
     if (s->hot) {
         sc->nhot--;
         if (sc->last_hot == s) {
@@ -155,14 +167,7 @@ apr_uint32_t vt_stack_cache_unmap_cold(vt_stack_cache_t *sc,
     apr_uint32_t unmapped = 0;
     while (unmapped < max && vt_stack_cache_cold_excess(sc) > 0) {
         vt_stack_t *st = sc->free_tail;
-        sc->free_tail = st->prev;
-        if (st->prev) {
-            st->prev->next = NULL;
-        }
-        else {
-            sc->free = NULL;
-        }
-        sc->nfree--;
+        free_list_unlink(sc, st);
         if (st->all_prev) {
             st->all_prev->all_next = st->all_next;
         }

@@ -104,6 +104,17 @@ static vthread_donor_t *vthread_recycle_donor(int i)
                                    % vthread_recycle.capacity];
 }
 
+/* Under the lock, with room: keep @a a as the newest donor. */
+static void vthread_recycle_push_newest(apr_allocator_t *a, int blocks)
+{
+    vthread_donor_t *d = vthread_recycle_donor(vthread_recycle.count);
+
+    d->allocator = a;
+    d->kept_at = apr_time_now();
+    d->blocks = blocks;
+    vthread_recycle_count_set(vthread_recycle.count + 1);
+}
+
 /* pchild cleanup: the carriers and the MPM workers are gone. */
 static apr_status_t vthread_recycle_exit(void *data)
 {
@@ -171,12 +182,7 @@ void vthread_recycle_pool(apr_pool_t *pool)
             apr_allocator_owner_set(a, NULL);
             apr_allocator_max_free_set(a, APR_ALLOCATOR_MAX_FREE_UNLIMITED);
             apr_pool_destroy(pool);
-            vthread_donor_t *d = vthread_recycle_donor(vthread_recycle.count);
-
-            d->allocator = a;
-            d->kept_at = apr_time_now();
-            d->blocks = VTHREAD_RECYCLE_EXPECT;
-            vthread_recycle_count_set(vthread_recycle.count + 1);
+            vthread_recycle_push_newest(a, VTHREAD_RECYCLE_EXPECT);
             apr_thread_mutex_unlock(vthread_recycle.lock);
             return;
         }
@@ -230,22 +236,21 @@ static void vthread_recycle_put_back(const vthread_donor_t *d)
     apr_thread_mutex_lock(vthread_recycle.lock);
     if (vthread_recycle.running
         && vthread_recycle.count < vthread_recycle.capacity) {
-        vthread_donor_t *slot;
-
         if (d->blocks > 0) {
-            slot = vthread_recycle_donor(vthread_recycle.count);
-            *slot = *d;
-            slot->kept_at = apr_time_now();
+            vthread_recycle_push_newest(d->allocator, d->blocks);
         }
         else {
+            vthread_donor_t *oldest;
+
             vthread_recycle.oldest = (vthread_recycle.oldest
                                       + vthread_recycle.capacity - 1)
                                      % vthread_recycle.capacity;
-            slot = vthread_recycle_donor(0);
-            *slot = *d;
-            slot->kept_at = 0;
+            oldest = vthread_recycle_donor(0);
+            oldest->allocator = d->allocator;
+            oldest->kept_at = 0;
+            oldest->blocks = 0;
+            vthread_recycle_count_set(vthread_recycle.count + 1);
         }
-        vthread_recycle_count_set(vthread_recycle.count + 1);
         kept = 1;
     }
     apr_thread_mutex_unlock(vthread_recycle.lock);
