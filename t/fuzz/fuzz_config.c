@@ -3,10 +3,10 @@
  */
 
 /*
- * libFuzzer target: mod_vthread's directive parsers (vthread_config.c).
+ * libFuzzer target: mod_vthread's directive parsers (vtm_config.c).
  *
- * The parsers are static functions of vthread_config.c, reached through
- * its directive table vthread_cmds[]; this file #includes that source
+ * The parsers are static functions of vtm_config.c, reached through
+ * its directive table vtm_cmds[]; this file #includes that source
  * unchanged and calls each directive's function as httpd's config reader
  * would, with a cmd_parms for the main server. What httpd itself would
  * provide (the binary's ap_check_cmd_context, ap_str_tolower,
@@ -24,7 +24,7 @@
  * reference computes it; an accepted configuration always passes the
  * runtime's own check; a refusal always names the directive.
  */
-#include "../../mod_vthread/vthread_config.c"
+#include "../../mod_vthread/httpd/vtm_config.c"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -227,11 +227,11 @@ static int ref_max_fibers(const char *a, apr_uint32_t *v)
 static int ref_overflow(const char *a, int *v)
 {
     if (!strcmp(a, "503")) {
-        *v = VTHREAD_OVERFLOW_REJECT;
+        *v = VTM_OVERFLOW_REJECT;
         return 1;
     }
     if (!strcasecmp(a, "inline")) {
-        *v = VTHREAD_OVERFLOW_INLINE;
+        *v = VTM_OVERFLOW_INLINE;
         return 1;
     }
     return 0;
@@ -295,7 +295,7 @@ static const command_rec *find_cmd(const char *name)
 {
     const command_rec *c;
 
-    for (c = vthread_cmds; c->name; c++) {
+    for (c = vtm_cmds; c->name; c++) {
         if (!strcmp(c->name, name)) {
             return c;
         }
@@ -316,7 +316,7 @@ static void check_refusal(const char *err, const char *name,
 static void fuzz_handler(apr_pool_t *p, cmd_parms *cmd, const char *line,
                          const char *probe)
 {
-    vthread_dir_conf_t *dc = vthread_config_create_dir(p, NULL);
+    vtm_dir_conf_t *dc = vtm_config_create_dir(p, NULL);
     char *copy = apr_pstrdup(p, line), *tok, *state = NULL;
     char *argv[64];
     int argc = 0, i, on = 0, off = 0, bad = 0, want;
@@ -327,7 +327,7 @@ static void fuzz_handler(apr_pool_t *p, cmd_parms *cmd, const char *line,
         argv[argc++] = tok;
     }
     cmd->cmd = find_cmd("VThreadHandler");
-    err = vthread_set_handler(cmd, dc, argc, argv);
+    err = vtm_set_handler(cmd, dc, argc, argv);
     for (i = 0; i < argc; i++) {
         on += !strcasecmp(argv[i], "On");
         off += !strcasecmp(argv[i], "Off");
@@ -341,7 +341,7 @@ static void fuzz_handler(apr_pool_t *p, cmd_parms *cmd, const char *line,
         check_refusal(err, "VThreadHandler", line);
         return;
     }
-    /* What vthread_config_wants() answers for a handler name. */
+    /* What vtm_config_wants() answers for a handler name. */
     want = on ? 1 : off ? 0 : -1;
     if (want < 0) {
         want = 0;
@@ -349,20 +349,20 @@ static void fuzz_handler(apr_pool_t *p, cmd_parms *cmd, const char *line,
             want |= !strcasecmp(argv[i], probe);
         }
     }
-    if (vthread_config_wants(dc, probe) != want) {
+    if (vtm_config_wants(dc, probe) != want) {
         FAIL("VThreadHandler '%s': wants('%s') = %d, reference %d", line,
-             probe, vthread_config_wants(dc, probe), want);
+             probe, vtm_config_wants(dc, probe), want);
     }
     /* Merging: a section that says something replaces the outer one. */
     {
-        vthread_dir_conf_t *outer = vthread_config_create_dir(p, NULL);
-        vthread_dir_conf_t *m = vthread_config_merge_dir(p, outer, dc);
+        vtm_dir_conf_t *outer = vtm_config_create_dir(p, NULL);
+        vtm_dir_conf_t *m = vtm_config_merge_dir(p, outer, dc);
 
-        if (vthread_config_wants(m, probe) != want) {
+        if (vtm_config_wants(m, probe) != want) {
             FAIL("VThreadHandler '%s': merged answer differs", line);
         }
-        m = vthread_config_merge_dir(p, dc, outer);
-        if (vthread_config_wants(m, probe) != want) {
+        m = vtm_config_merge_dir(p, dc, outer);
+        if (vtm_config_wants(m, probe) != want) {
             FAIL("VThreadHandler '%s': inherited answer differs", line);
         }
     }
@@ -374,7 +374,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     server_rec server;
     void *confs[1];
     cmd_parms cmd;
-    vthread_srv_conf_t *sc;
+    vtm_srv_conf_t *sc;
     vt_runtime_config_t rc;
     const char *err = NULL, *why = NULL, *name;
     char *arg;
@@ -391,7 +391,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&server, 0, sizeof(server));
     memset(&cmd, 0, sizeof(cmd));
-    sc = vthread_config_create_srv(p, &server);
+    sc = vtm_config_create_srv(p, &server);
     confs[0] = sc;
     server.module_config = (ap_conf_vector_t *)confs;
     cmd.pool = p;
@@ -404,7 +404,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         name = "VThreadCarriers";
         cmd.cmd = find_cmd(name);
-        err = vthread_set_carriers(&cmd, NULL, arg);
+        err = vtm_set_carriers(&cmd, NULL, arg);
         ok = ref_carriers(arg, &ref);
         if (!err && ok && sc->carriers != ref) {
             FAIL("%s '%s' stored %d, reference %d", name, arg, sc->carriers,
@@ -417,7 +417,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         name = "VThreadStackSize";
         cmd.cmd = find_cmd(name);
-        err = vthread_set_stack_size(&cmd, NULL, arg);
+        err = vtm_set_stack_size(&cmd, NULL, arg);
         ok = ref_stack(arg, &ref);
         if (!err && ok && sc->stack_size != ref) {
             FAIL("%s '%s' stored %zu, reference %zu", name, arg,
@@ -430,7 +430,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         name = "VThreadMaxFibers";
         cmd.cmd = find_cmd(name);
-        err = vthread_set_max_fibers(&cmd, NULL, arg);
+        err = vtm_set_max_fibers(&cmd, NULL, arg);
         ok = ref_max_fibers(arg, &ref);
         if (!err && ok && sc->max_fibers != ref) {
             FAIL("%s '%s' stored %u, reference %u", name, arg,
@@ -443,7 +443,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         name = "VThreadOverflow";
         cmd.cmd = find_cmd(name);
-        err = vthread_set_overflow(&cmd, NULL, arg);
+        err = vtm_set_overflow(&cmd, NULL, arg);
         ok = ref_overflow(arg, &ref);
         if (!err && ok && (int)sc->overflow != ref) {
             FAIL("%s '%s' stored %d, reference %d", name, arg,
@@ -456,7 +456,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         name = "VThreadPinnedWarn";
         cmd.cmd = find_cmd(name);
-        err = vthread_set_pinned_warn(&cmd, NULL, arg);
+        err = vtm_set_pinned_warn(&cmd, NULL, arg);
         ok = ref_pinned(arg, &ref);
         if (!err && ok && sc->pinned_warn != ref) {
             FAIL("%s '%s' stored %lld, reference %lld", name, arg,
@@ -496,7 +496,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_refusal(err, name, arg);
     }
     /* Whatever was stored passes the runtime's own check. */
-    vthread_config_runtime(sc, &rc);
+    vtm_config_runtime(sc, &rc);
     if (vt_runtime_config_check(&rc, &why) != APR_SUCCESS && !err) {
         FAIL("%s '%s' accepted but the runtime refuses it: %s", name, arg,
              why);

@@ -25,7 +25,7 @@
  * an accepted path starts with '/' and holds only printable non-blank
  * ASCII, at most 2048 bytes.
  */
-#include "../../mod_vthread/mod_vthread_demo.c"
+#include "../../mod_vthread/demo/mod_vthread_demo.c"
 
 #include <stdint.h>
 #include <stdio.h>

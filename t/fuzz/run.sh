@@ -39,7 +39,7 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
 CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra \
  -Wno-unused-function -Wno-unused-parameter -Wno-null-pointer-subtraction \
  -Wno-missing-field-initializers $SAN"
-CPPFLAGS="$APR_FLAGS $APU_FLAGS -I$SRC/include -I$SRC/mod_vthread -I$HTTPD_INC"
+CPPFLAGS="$APR_FLAGS $APU_FLAGS -I$SRC/include -I$SRC/mod_vthread/runtime -I$SRC/mod_vthread/httpd -I$HTTPD_INC"
 LIBS="$(apr-1-config --link-ld) $(apu-1-config --link-ld) -lboost_context \
  -lpthread"
 
@@ -66,7 +66,7 @@ build_config() {
     mkdir -p "$b/obj"
     objs=""
     # The fiber runtime, for vt_runtime_config_check() and its helpers.
-    for f in "$SRC"/mod_vthread/vt_*.c; do
+    for f in "$SRC"/mod_vthread/runtime/vt_*.c; do
         o="$b/obj/$(basename "$f" .c).o"
         $CLANG $CFLAGS -fsanitize=fuzzer-no-link $CPPFLAGS -c "$f" -o "$o"
         objs="$objs $o"

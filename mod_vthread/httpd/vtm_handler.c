@@ -6,27 +6,27 @@
  * The offload decision and the fiber that runs the real handler.
  *
  * Read from the decision to the end of the fiber:
- * vthread_handler_offload()   handler hook, first in the chain, on the
+ * vtm_handler_offload()   handler hook, first in the chain, on the
  *                             MPM worker: offload this request or not;
  *   async MPM, HTTP/1.x       create the fiber, return SUSPENDED; the
- *                             fiber starts later (vthread_handler_start,
- *                             called by vthread_conn.c once the MPM has
+ *                             fiber starts later (vtm_handler_start,
+ *                             called by vtm_conn.c once the MPM has
  *                             let go of the request);
  *   other MPMs                create, start and join the fiber: the
  *                             worker waits, nothing is suspended;
  *   HTTP/2 streams            decline: the handler runs inline.
- * vthread_handler_owned()     the same hook on the fiber of a connection
+ * vtm_handler_owned()     the same hook on the fiber of a connection
  *                             mod_vthread owns (its later requests are
  *                             read there): run the handler right here if
  *                             its location asks for a fiber, else on an
- *                             MPM worker (vthread_borrow.c).
- * vthread_handler_async_main  on the fiber: the real handler, its result
+ *                             MPM worker (vtm_borrow.c).
+ * vtm_handler_async_main  on the fiber: the real handler, its result
  *                             mapped and answered as httpd would, then
- *                             vthread_conn_finish_request() carries the
+ *                             vtm_conn_finish_request() carries the
  *                             connection on.
- * vthread_handler_sync_main   on the fiber: the real handler only; the
+ * vtm_handler_sync_main   on the fiber: the real handler only; the
  *                             waiting worker does the rest.
- * vthread_handler_discard     r->pool cleanup: a fiber never started (the
+ * vtm_handler_discard     r->pool cleanup: a fiber never started (the
  *                             MPM closed the connection instead of
  *                             suspending it) gives its capacity back.
  */
@@ -41,130 +41,130 @@
 
 #include <apr_strings.h>
 
-#include "vthread_config.h"
-#include "vthread_glue.h"
+#include "vtm_config.h"
+#include "vtm_glue.h"
 
 APLOG_USE_MODULE(vthread);
 
-static int vthread_handler_owned(request_rec *r, vthread_conn_t *conn);
-static const char *vthread_handler_label(request_rec *r);
-static apr_status_t vthread_handler_async_main(void *arg);
-static apr_status_t vthread_handler_sync_main(void *arg);
-static int vthread_handler_serve(vthread_req_t *req);
-static void vthread_handler_respond(request_rec *r, int status);
-static int vthread_handler_join(vthread_req_t *req);
-static int vthread_handler_overflow(request_rec *r, apr_status_t rv);
-static apr_status_t vthread_handler_discard(void *data);
-static int vthread_handler_is_h2(const request_rec *r);
+static int vtm_handler_owned(request_rec *r, vtm_conn_t *conn);
+static const char *vtm_handler_label(request_rec *r);
+static apr_status_t vtm_handler_async_main(void *arg);
+static apr_status_t vtm_handler_sync_main(void *arg);
+static int vtm_handler_serve(vtm_req_t *req);
+static void vtm_handler_respond(request_rec *r, int status);
+static int vtm_handler_join(vtm_req_t *req);
+static int vtm_handler_overflow(request_rec *r, apr_status_t rv);
+static apr_status_t vtm_handler_discard(void *data);
+static int vtm_handler_is_h2(const request_rec *r);
 
 /** Last time a 503 at VThreadMaxFibers was logged (one a minute). */
-static atomic_llong vthread_handler_overflow_logged;
+static atomic_llong vtm_handler_overflow_logged;
 
-int vthread_handler_offload(request_rec *r)
+int vtm_handler_offload(request_rec *r)
 {
     conn_rec *c = r->connection;
-    const vthread_dir_conf_t *dc;
-    vthread_conn_t *conn;
+    const vtm_dir_conf_t *dc;
+    vtm_conn_t *conn;
     vt_runtime_t *rt;
-    vthread_req_t *req;
+    vtm_req_t *req;
     int async;
     apr_status_t rv;
 
     /* Any request on an MPM worker: add the offloaded requests counted so
      * far to its scoreboard slot (before mod_status reads it). */
-    vthread_scoreboard_flush();
+    vtm_scoreboard_flush();
 
     /* Subrequests run where their main request runs. Our own request
      * whose real handler is being run: let it. */
     if (r->main || ap_get_module_config(r->request_config, &vthread_module)) {
         return DECLINED;
     }
-    conn = vthread_conn_get(c);
+    conn = vtm_conn_get(c);
     if (conn && conn->owned && vthread_on_fiber()) {
-        return vthread_handler_owned(r, conn);
+        return vtm_handler_owned(r, conn);
     }
     /* Internal redirects (ErrorDocument) stay inline on a worker:
      * suspending them crashes the child. */
     if (r->prev) {
-        vthread_notes_inherit(r);   /* access-log notes follow */
+        vtm_notes_inherit(r);   /* access-log notes follow */
         return DECLINED;
     }
     dc = ap_get_module_config(r->per_dir_config, &vthread_module);
-    if (!vthread_config_wants(dc, r->handler)) {
+    if (!vtm_config_wants(dc, r->handler)) {
         return DECLINED;
     }
-    rt = vthread_child_runtime();
-    if (!rt || vthread_on_fiber() || vthread_handler_is_h2(r)) {
-        vthread_notes_inline(r, VTHREAD_OFFLOAD_INLINE,
+    rt = vtm_child_runtime();
+    if (!rt || vthread_on_fiber() || vtm_handler_is_h2(r)) {
+        vtm_notes_inline(r, VTM_OFFLOAD_INLINE,
                              !rt ? "no fiber runtime in this child"
                              : vthread_on_fiber() ? "already on a fiber"
                              : "HTTP/2 stream");
         return DECLINED;
     }
 
-    async = vthread_child_is_async() && c->cs && !c->clogging_input_filters;
+    async = vtm_child_is_async() && c->cs && !c->clogging_input_filters;
     req = apr_pcalloc(r->pool, sizeof(*req));
     req->r = r;
     req->handler = r->handler;
     rv = vt_fiber_create(&req->fiber, rt,
-                         async ? vthread_handler_async_main
-                               : vthread_handler_sync_main,
-                         req, vthread_handler_label(r));
+                         async ? vtm_handler_async_main
+                               : vtm_handler_sync_main,
+                         req, vtm_handler_label(r));
     if (rv != APR_SUCCESS) {
-        return vthread_handler_overflow(r, rv);
+        return vtm_handler_overflow(r, rv);
     }
-    req->conn = vthread_conn_ensure(c);
+    req->conn = vtm_conn_ensure(c);
     ap_set_module_config(r->request_config, &vthread_module, req);
-    apr_pool_cleanup_register(r->pool, req, vthread_handler_discard,
+    apr_pool_cleanup_register(r->pool, req, vtm_handler_discard,
                               apr_pool_cleanup_null);
-    vthread_notes_offloaded(r, async ? VTHREAD_WHERE_SUSPENDED
-                                     : VTHREAD_WHERE_JOINED);   /* trace */
+    vtm_notes_offloaded(r, async ? VTM_WHERE_SUSPENDED
+                                     : VTM_WHERE_JOINED);   /* trace */
     if (async) {
-        return vthread_conn_offload(req);
+        return vtm_conn_offload(req);
     }
-    return vthread_handler_join(req);
+    return vtm_handler_join(req);
 }
 
 /* On the fiber that serves an owned connection, inside
  * ap_process_async_request(): never SUSPENDED, since the caller answers,
  * logs and finishes the request on this fiber. */
-static int vthread_handler_owned(request_rec *r, vthread_conn_t *conn)
+static int vtm_handler_owned(request_rec *r, vtm_conn_t *conn)
 {
-    const vthread_dir_conf_t *dc =
+    const vtm_dir_conf_t *dc =
         ap_get_module_config(r->per_dir_config, &vthread_module);
-    vthread_req_t *req = apr_pcalloc(r->pool, sizeof(*req));
+    vtm_req_t *req = apr_pcalloc(r->pool, sizeof(*req));
 
     req->r = r;
     req->conn = conn;
     req->handler = r->handler;
     ap_set_module_config(r->request_config, &vthread_module, req);
-    apr_pool_cleanup_register(r->pool, req, vthread_handler_discard,
+    apr_pool_cleanup_register(r->pool, req, vtm_handler_discard,
                               apr_pool_cleanup_null);
     if (r->prev) {
-        vthread_notes_inherit(r);   /* access-log notes follow */
+        vtm_notes_inherit(r);   /* access-log notes follow */
     }
-    if (!vthread_config_wants(dc, r->handler)) {
-        return vthread_borrow_run(req);
+    if (!vtm_config_wants(dc, r->handler)) {
+        return vtm_borrow_run(req);
     }
     if (r->prev) {
         /* An internal redirect to an offloaded location: timed and noted
          * as part of the request it came from. */
-        return vthread_handler_run(req);
+        return vtm_handler_run(req);
     }
-    vt_fiber_set_label(vt_fiber_current(), vthread_handler_label(r));
-    vthread_notes_offloaded(r, VTHREAD_WHERE_CONN_FIBER);   /* trace */
-    return vthread_handler_serve(req);
+    vt_fiber_set_label(vt_fiber_current(), vtm_handler_label(r));
+    vtm_notes_offloaded(r, VTM_WHERE_CONN_FIBER);   /* trace */
+    return vtm_handler_serve(req);
 }
 
 /* What the watchdog and the stack overflow report name. */
-static const char *vthread_handler_label(request_rec *r)
+static const char *vtm_handler_label(request_rec *r)
 {
     return apr_psprintf(r->pool, "%s (client %s)",
                         r->the_request ? r->the_request : r->uri,
                         r->useragent_ip ? r->useragent_ip : "-");
 }
 
-void vthread_handler_start(vthread_req_t *req)
+void vtm_handler_start(vtm_req_t *req)
 {
     /* Once started, the fiber may finish the request and destroy r->pool
      * (and req) at any moment: read what we need first. */
@@ -177,15 +177,15 @@ void vthread_handler_start(vthread_req_t *req)
 
 /* ------------------------------------------------------------------ */
 
-static apr_status_t vthread_handler_async_main(void *arg)
+static apr_status_t vtm_handler_async_main(void *arg)
 {
-    vthread_req_t *req = arg;
-    vthread_conn_t *conn = req->conn;
+    vtm_req_t *req = arg;
+    vtm_conn_t *conn = req->conn;
     request_rec *r = req->r;
     int status;
 
-    vthread_conn_enter_fiber(conn);
-    status = vthread_handler_serve(req);
+    vtm_conn_enter_fiber(conn);
+    status = vtm_handler_serve(req);
     if (status == SUSPENDED) {
         /* The real handler suspended the request itself (as mod_dialup
          * does) and will finish it from elsewhere; httpd 2.4 cannot give
@@ -199,48 +199,48 @@ static apr_status_t vthread_handler_async_main(void *arg)
         conn->fiber_io = 0;
         return APR_SUCCESS;
     }
-    vthread_handler_respond(r, status);
-    vthread_conn_finish_request(conn, r);
+    vtm_handler_respond(r, status);
+    vtm_conn_finish_request(conn, r);
     return APR_SUCCESS;
 }
 
-static apr_status_t vthread_handler_sync_main(void *arg)
+static apr_status_t vtm_handler_sync_main(void *arg)
 {
-    vthread_req_t *req = arg;
+    vtm_req_t *req = arg;
     apr_thread_t *worker = req->r->connection->current_thread;
 
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
     req->r->connection->current_thread = ap_thread_current();
 #endif
-    vthread_notes_fiber_start(req);     /* timing for the access log */
-    vthread_hangup_arm(req->conn);
-    req->status = vthread_handler_run(req);
-    vthread_hangup_unwatch(req->conn);
-    vthread_notes_handler_end(req, req->status);
+    vtm_notes_fiber_start(req);     /* timing for the access log */
+    vtm_hangup_arm(req->conn);
+    req->status = vtm_handler_run(req);
+    vtm_hangup_unwatch(req->conn);
+    vtm_notes_handler_end(req, req->status);
     req->r->connection->current_thread = worker;
     return APR_SUCCESS;
 }
 
 /* An offloaded request's handler on its fiber, timed and noted, cancelled
  * if the client hangs up. */
-static int vthread_handler_serve(vthread_req_t *req)
+static int vtm_handler_serve(vtm_req_t *req)
 {
     request_rec *r = req->r;
     int status;
 
-    vthread_notes_fiber_start(req);     /* timing for the access log */
+    vtm_notes_fiber_start(req);     /* timing for the access log */
     /* Stopping child: say "Connection: close" with this response. */
-    if (vthread_child_is_stopping()) {
+    if (vtm_child_is_stopping()) {
         r->connection->keepalive = AP_CONN_CLOSE;
     }
-    vthread_hangup_arm(req->conn);
-    status = vthread_handler_run(req);
-    vthread_hangup_unwatch(req->conn);
-    vthread_notes_handler_end(req, status); /* notes, before the log */
+    vtm_hangup_arm(req->conn);
+    status = vtm_handler_run(req);
+    vtm_hangup_unwatch(req->conn);
+    vtm_notes_handler_end(req, status); /* notes, before the log */
     return status;
 }
 
-int vthread_handler_run(vthread_req_t *req)
+int vtm_handler_run(vtm_req_t *req)
 {
     request_rec *r = req->r;
     const char *outer = r->handler;
@@ -278,7 +278,7 @@ int vthread_handler_run(vthread_req_t *req)
  * when it answers nothing (a non-HTTP code after the response began): the
  * handler's r->status is then put back.
  */
-static void vthread_handler_respond(request_rec *r, int status)
+static void vtm_handler_respond(request_rec *r, int status)
 {
     int before = r->status;
 
@@ -295,7 +295,7 @@ static void vthread_handler_respond(request_rec *r, int status)
 
 /* Not async (prefork, worker) or a clogging connection: the worker waits
  * for the fiber; the connection is never suspended. */
-static int vthread_handler_join(vthread_req_t *req)
+static int vtm_handler_join(vtm_req_t *req)
 {
     vt_fiber_t *f = req->fiber;
     apr_status_t rv, result = APR_SUCCESS;
@@ -312,49 +312,49 @@ static int vthread_handler_join(vthread_req_t *req)
     return req->status;
 }
 
-static int vthread_handler_overflow(request_rec *r, apr_status_t rv)
+static int vtm_handler_overflow(request_rec *r, apr_status_t rv)
 {
-    const vthread_srv_conf_t *sc = vthread_config_srv(r->server);
+    const vtm_srv_conf_t *sc = vtm_config_srv(r->server);
 
     if (rv != APR_EAGAIN) {
         /* Stopping, or out of memory: nothing better than inline. */
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, APLOGNO(10924)
                       "no fiber for this request: running it inline");
-        vthread_notes_inline(r, VTHREAD_OFFLOAD_INLINE,
+        vtm_notes_inline(r, VTM_OFFLOAD_INLINE,
                              "no fiber (stopping, or out of memory)");
         return DECLINED;
     }
-    if (sc->overflow == VTHREAD_OVERFLOW_INLINE) {
+    if (sc->overflow == VTM_OVERFLOW_INLINE) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10925)
                       "VThreadMaxFibers (%u) reached: running the handler "
                       "inline (VThreadOverflow inline)", sc->max_fibers);
-        vthread_notes_inline(r, VTHREAD_OFFLOAD_OVERFLOW_INLINE,
+        vtm_notes_inline(r, VTM_OFFLOAD_OVERFLOW_INLINE,
                              "VThreadMaxFibers reached");
         return DECLINED;
     }
     {
         apr_time_t now = apr_time_now();
-        long long last = atomic_load(&vthread_handler_overflow_logged);
+        long long last = atomic_load(&vtm_handler_overflow_logged);
 
         if (now - last > apr_time_from_sec(60)
             && atomic_compare_exchange_strong(
-                   &vthread_handler_overflow_logged, &last, now)) {
+                   &vtm_handler_overflow_logged, &last, now)) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, APLOGNO(10926)
                           "VThreadMaxFibers (%u) reached: answering 503 "
                           "(logged at most once a minute)", sc->max_fibers);
         }
     }
-    vthread_notes_inline(r, VTHREAD_OFFLOAD_503, "VThreadMaxFibers reached");
-    apr_table_setn(r->err_headers_out, "Retry-After", VTHREAD_RETRY_AFTER);
+    vtm_notes_inline(r, VTM_OFFLOAD_503, "VThreadMaxFibers reached");
+    apr_table_setn(r->err_headers_out, "Retry-After", VTM_RETRY_AFTER);
     return HTTP_SERVICE_UNAVAILABLE;
 }
 
-static apr_status_t vthread_handler_discard(void *data)
+static apr_status_t vtm_handler_discard(void *data)
 {
-    vthread_req_t *req = data;
+    vtm_req_t *req = data;
 
     /* Normally untracked at the handler's end already (mod_status). */
-    vthread_status_track(&req->track, VTHREAD_TRACK_NONE);
+    vtm_status_track(&req->track, VTM_TRACK_NONE);
     if (!req->started && req->fiber) {
         vt_fiber_discard(req->fiber);
         req->fiber = NULL;
@@ -364,7 +364,7 @@ static apr_status_t vthread_handler_discard(void *data)
 
 /* An HTTP/2 stream runs on a secondary connection (c->master) and has no
  * client socket of its own to park on. */
-static int vthread_handler_is_h2(const request_rec *r)
+static int vtm_handler_is_h2(const request_rec *r)
 {
     return r->connection->master != NULL
            || r->proto_num >= HTTP_VERSION(2, 0);

@@ -24,42 +24,42 @@
 #include <ap_mpm.h>
 #include <util_cfgtree.h>
 
-#include "vthread_config.h"
-#include "vthread_glue.h"
+#include "vtm_config.h"
+#include "vtm_glue.h"
 
 APLOG_USE_MODULE(vthread);
 
-static void vthread_child_log(void *baton, int level, int msg_id,
+static void vtm_child_log(void *baton, int level, int msg_id,
                               const char *msg);
-static apr_status_t vthread_child_exit(void *data);
-static void vthread_child_warn_mpm(server_rec *s,
-                                   const vthread_srv_conf_t *sc);
-static const char *vthread_child_directive(const ap_directive_t *d,
+static apr_status_t vtm_child_exit(void *data);
+static void vtm_child_warn_mpm(server_rec *s,
+                                   const vtm_srv_conf_t *sc);
+static const char *vtm_child_directive(const ap_directive_t *d,
                                            const char *name);
 
-static vt_runtime_t *_Atomic vthread_rt;
-static atomic_int vthread_async;
-static atomic_int vthread_stopping;
+static vt_runtime_t *_Atomic vtm_rt;
+static atomic_int vtm_async;
+static atomic_int vtm_stopping;
 
-vt_runtime_t *vthread_child_runtime(void)
+vt_runtime_t *vtm_child_runtime(void)
 {
-    return atomic_load_explicit(&vthread_rt, memory_order_acquire);
+    return atomic_load_explicit(&vtm_rt, memory_order_acquire);
 }
 
-int vthread_child_is_async(void)
+int vtm_child_is_async(void)
 {
-    return atomic_load_explicit(&vthread_async, memory_order_relaxed);
+    return atomic_load_explicit(&vtm_async, memory_order_relaxed);
 }
 
-int vthread_child_is_stopping(void)
+int vtm_child_is_stopping(void)
 {
-    return atomic_load_explicit(&vthread_stopping, memory_order_acquire);
+    return atomic_load_explicit(&vtm_stopping, memory_order_acquire);
 }
 
-int vthread_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+int vtm_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
 {
-    const vthread_srv_conf_t *sc = vthread_config_srv(s);
+    const vtm_srv_conf_t *sc = vtm_config_srv(s);
     int async = 0;
 
     (void)pconf;
@@ -80,7 +80,7 @@ int vthread_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "the event MPM", ap_show_mpm());
     }
     else {
-        vthread_child_warn_mpm(s, sc);
+        vtm_child_warn_mpm(s, sc);
     }
     if (ap_find_linked_module("mod_http2.c")) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, APLOGNO(10905)
@@ -91,9 +91,9 @@ int vthread_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-void vthread_child_init(apr_pool_t *pchild, server_rec *s)
+void vtm_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    const vthread_srv_conf_t *sc = vthread_config_srv(s);
+    const vtm_srv_conf_t *sc = vtm_config_srv(s);
     vt_runtime_config_t rc;
     vt_runtime_t *rt = NULL;
     apr_status_t rv;
@@ -102,30 +102,30 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
     if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) != APR_SUCCESS) {
         async = 0;
     }
-    atomic_store(&vthread_async, async);
-    atomic_store(&vthread_stopping, 0);
-    vthread_listener_child_init();
+    atomic_store(&vtm_async, async);
+    atomic_store(&vtm_stopping, 0);
+    vtm_listener_child_init();
 
     /* Before the reaper: pchild's cleanups run in reverse, and the
      * reaper thread (which trims the kept memory) must be joined before
      * the recycling's lock goes. */
-    rv = vthread_recycle_child_init(pchild, sc->max_fibers);
+    rv = vtm_recycle_child_init(pchild, sc->max_fibers);
     if (rv != APR_SUCCESS) {
         /* Not fatal: each new connection then maps its own memory. */
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, APLOGNO(10881)
                      "cannot set up the recycling of closed connections' "
                      "memory: every new connection maps its own");
     }
-    rv = vthread_reaper_child_init(pchild);
+    rv = vtm_reaper_child_init(pchild);
     if (rv != APR_SUCCESS) {
         /* Not fatal: pools are then destroyed on the carriers. */
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, APLOGNO(10880)
                      "cannot start the pool reaper thread: closed "
                      "connections' memory is freed on the carriers");
     }
-    rv = vthread_conn_child_init(pchild);
+    rv = vtm_conn_child_init(pchild);
     if (rv == APR_SUCCESS) {
-        rv = vthread_borrow_child_init(pchild);
+        rv = vtm_borrow_child_init(pchild);
     }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, APLOGNO(10901)
@@ -133,8 +133,8 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
         return;
     }
 
-    vthread_config_runtime(sc, &rc);
-    rc.log = vthread_child_log;
+    vtm_config_runtime(sc, &rc);
+    rc.log = vtm_child_log;
     rc.log_baton = s;
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
     /* So that ap_thread_current() works on the carriers. */
@@ -146,37 +146,37 @@ void vthread_child_init(apr_pool_t *pchild, server_rec *s)
                      "cannot start the fiber runtime: handlers run inline");
         return;
     }
-    vthread_scoreboard_child_init();
-    vthread_hangup_child_init(pchild);
+    vtm_scoreboard_child_init();
+    vtm_hangup_child_init(pchild);
     /* Before pchild's subpools go: see the top of this file. */
-    apr_pool_pre_cleanup_register(pchild, s, vthread_child_exit);
-    atomic_store_explicit(&vthread_rt, rt, memory_order_release);
+    apr_pool_pre_cleanup_register(pchild, s, vtm_child_exit);
+    atomic_store_explicit(&vtm_rt, rt, memory_order_release);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, APLOGNO(10900)
                  "fiber runtime started: %d carriers, %" APR_SIZE_T_FMT
                  " byte stacks, at most %u fibers", vt_runtime_carriers(rt),
                  sc->stack_size, sc->max_fibers);
 }
 
-void vthread_child_stopping(apr_pool_t *pchild, int graceful)
+void vtm_child_stopping(apr_pool_t *pchild, int graceful)
 {
     (void)pchild;
-    atomic_store_explicit(&vthread_stopping, 1, memory_order_release);
-    vthread_conn_child_stopping(graceful);
+    atomic_store_explicit(&vtm_stopping, 1, memory_order_release);
+    vtm_conn_child_stopping(graceful);
 }
 
-static apr_status_t vthread_child_exit(void *data)
+static apr_status_t vtm_child_exit(void *data)
 {
     server_rec *s = data;
     vt_runtime_t *rt;
 
-    atomic_store_explicit(&vthread_stopping, 1, memory_order_release);
-    vthread_conn_child_stopping(0);
-    vthread_borrow_child_exit();
-    vthread_hangup_child_exit();
-    rt = atomic_load(&vthread_rt);
+    atomic_store_explicit(&vtm_stopping, 1, memory_order_release);
+    vtm_conn_child_stopping(0);
+    vtm_borrow_child_exit();
+    vtm_hangup_child_exit();
+    rt = atomic_load(&vtm_rt);
     if (rt) {
         vt_runtime_stop(rt);
-        atomic_store(&vthread_rt, NULL);
+        atomic_store(&vtm_rt, NULL);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, APLOGNO(10904)
                      "fiber runtime stopped");
     }
@@ -185,7 +185,7 @@ static apr_status_t vthread_child_exit(void *data)
 
 /* The runtime's reports, each with its own message number. Called from
  * carriers and the watchdog: ap_log_error is thread-safe. */
-static void vthread_child_log(void *baton, int level, int msg_id,
+static void vtm_child_log(void *baton, int level, int msg_id,
                               const char *msg)
 {
     server_rec *s = baton;
@@ -222,8 +222,8 @@ static void vthread_child_log(void *baton, int level, int msg_id,
  * parked request holds one. With offloading, workers are mostly idle, so
  * the best case is ThreadsPerChild x (1 + factor) per child.
  */
-static void vthread_child_warn_mpm(server_rec *s,
-                                   const vthread_srv_conf_t *sc)
+static void vtm_child_warn_mpm(server_rec *s,
+                                   const vtm_srv_conf_t *sc)
 {
     const char *arg;
     int tpc = 0, factor = 2;
@@ -235,7 +235,7 @@ static void vthread_child_warn_mpm(server_rec *s,
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &tpc) != APR_SUCCESS || tpc < 1) {
         return;
     }
-    arg = vthread_child_directive(ap_conftree, "AsyncRequestWorkerFactor");
+    arg = vtm_child_directive(ap_conftree, "AsyncRequestWorkerFactor");
     if (arg) {
         /* event keeps the factor in 1/16ths and uses its integer part */
         double f = strtod(arg, NULL);
@@ -263,7 +263,7 @@ static void vthread_child_warn_mpm(server_rec *s,
 
 /* The last value given to a directive at the top of the configuration
  * (containers whose condition held are already spliced in). */
-static const char *vthread_child_directive(const ap_directive_t *d,
+static const char *vtm_child_directive(const ap_directive_t *d,
                                            const char *name)
 {
     const char *found = NULL;

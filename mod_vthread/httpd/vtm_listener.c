@@ -20,34 +20,34 @@
  * second from the idle reaper thread (the listener may stop accepting
  * after the last of those), it looks at the child's not_accepting; while
  * that is set, a no-op timed callback wakes the listener every
- * VTHREAD_NUDGE_PERIOD, which is all it needs to look again. One chain
+ * VTM_NUDGE_PERIOD, which is all it needs to look again. One chain
  * of such callbacks at most; none while accepting.
  */
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 
 #include <ap_mpm.h>
 #include <scoreboard.h>
 
 /** How often a listener that stopped accepting is woken to look again. */
-#define VTHREAD_NUDGE_PERIOD apr_time_from_msec(20)
+#define VTM_NUDGE_PERIOD apr_time_from_msec(20)
 
 /** This child's process slot in the scoreboard; -1 until found. */
-static _Atomic int vthread_listener_slot = -1;
+static _Atomic int vtm_listener_slot = -1;
 /** A nudge callback is registered and not yet run. */
-static atomic_flag vthread_listener_nudging = ATOMIC_FLAG_INIT;
+static atomic_flag vtm_listener_nudging = ATOMIC_FLAG_INIT;
 
-void vthread_listener_child_init(void)
+void vtm_listener_child_init(void)
 {
-    atomic_store(&vthread_listener_slot, -1);
-    atomic_flag_clear(&vthread_listener_nudging);
+    atomic_store(&vtm_listener_slot, -1);
+    atomic_flag_clear(&vtm_listener_nudging);
 }
 
-static int vthread_listener_not_accepting(void)
+static int vtm_listener_not_accepting(void)
 {
-    int slot = atomic_load_explicit(&vthread_listener_slot,
+    int slot = atomic_load_explicit(&vtm_listener_slot,
                                     memory_order_relaxed);
     int limit = 0;
 
@@ -61,7 +61,7 @@ static int vthread_listener_not_accepting(void)
         for (int i = 0; i < limit; i++) {
             if (ap_scoreboard_image->parent[i].pid == pid) {
                 slot = i;
-                atomic_store(&vthread_listener_slot, slot);
+                atomic_store(&vtm_listener_slot, slot);
                 break;
             }
         }
@@ -73,34 +73,34 @@ static int vthread_listener_not_accepting(void)
         ->not_accepting;
 }
 
-static void vthread_listener_tick(void *baton);
+static void vtm_listener_tick(void *baton);
 
 /* With the nudging flag held: wake the listener after a period, or let
  * go of the flag if there is nothing to do. */
-static void vthread_listener_schedule(void)
+static void vtm_listener_schedule(void)
 {
-    if (!vthread_listener_not_accepting() || vthread_child_is_stopping()
-        || ap_mpm_register_timed_callback(VTHREAD_NUDGE_PERIOD,
-                                          vthread_listener_tick, NULL)
+    if (!vtm_listener_not_accepting() || vtm_child_is_stopping()
+        || ap_mpm_register_timed_callback(VTM_NUDGE_PERIOD,
+                                          vtm_listener_tick, NULL)
                != APR_SUCCESS) {
-        atomic_flag_clear(&vthread_listener_nudging);
+        atomic_flag_clear(&vtm_listener_nudging);
     }
 }
 
 /* On an MPM worker: the listener woke to queue this, and looked again at
  * its listening sockets on the way. Go on while it still does not
  * accept. */
-static void vthread_listener_tick(void *baton)
+static void vtm_listener_tick(void *baton)
 {
     (void)baton;
-    vthread_listener_schedule();
+    vtm_listener_schedule();
 }
 
-void vthread_listener_nudge(void)
+void vtm_listener_nudge(void)
 {
-    if (!vthread_child_is_async() || !vthread_listener_not_accepting()
-        || atomic_flag_test_and_set(&vthread_listener_nudging)) {
+    if (!vtm_child_is_async() || !vtm_listener_not_accepting()
+        || atomic_flag_test_and_set(&vtm_listener_nudging)) {
         return;
     }
-    vthread_listener_schedule();
+    vtm_listener_schedule();
 }

@@ -5,7 +5,7 @@
 /*
  * mod_vthread: run request handlers on fibers, so that a handler that
  * waits does not hold an MPM worker. This file only wires httpd's hooks
- * and directives to the units in vthread_*.c (see vthread_glue.h).
+ * and directives to the units in vtm_*.c (see vtm_glue.h).
  */
 #include <httpd.h>
 #include <http_config.h>
@@ -14,45 +14,45 @@
 #include <ap_mpm.h>
 #include <mpm_common.h>
 
-#include "vthread_config.h"
-#include "vthread_glue.h"
+#include "vtm_config.h"
+#include "vtm_glue.h"
 
-static void vthread_register_hooks(apr_pool_t *p)
+static void vtm_register_hooks(apr_pool_t *p)
 {
     (void)p;
-    ap_hook_post_config(vthread_child_post_config, NULL, NULL,
+    ap_hook_post_config(vtm_child_post_config, NULL, NULL,
                         APR_HOOK_MIDDLE);
-    ap_hook_child_init(vthread_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(vtm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 110)
-    ap_hook_child_stopping(vthread_child_stopping, NULL, NULL,
+    ap_hook_child_stopping(vtm_child_stopping, NULL, NULL,
                            APR_HOOK_MIDDLE);
 #endif
     /* First, before any other module allocates from the connection's
      * pool. */
-    ap_hook_pre_connection(vthread_recycle_give, NULL, NULL,
+    ap_hook_pre_connection(vtm_recycle_give, NULL, NULL,
                            APR_HOOK_REALLY_FIRST);
-    ap_hook_pre_connection(vthread_filters_attach, NULL, NULL,
+    ap_hook_pre_connection(vtm_filters_attach, NULL, NULL,
                            APR_HOOK_MIDDLE);
-    ap_hook_handler(vthread_handler_offload, NULL, NULL,
+    ap_hook_handler(vtm_handler_offload, NULL, NULL,
                     APR_HOOK_REALLY_FIRST);
-    ap_hook_suspend_connection(vthread_conn_suspended, NULL, NULL,
+    ap_hook_suspend_connection(vtm_conn_suspended, NULL, NULL,
                                APR_HOOK_MIDDLE);
-    ap_hook_post_read_request(vthread_conn_post_read_request, NULL, NULL,
+    ap_hook_post_read_request(vtm_conn_post_read_request, NULL, NULL,
                               APR_HOOK_MIDDLE);
-    ap_hook_log_transaction(vthread_scoreboard_count, NULL, NULL,
+    ap_hook_log_transaction(vtm_scoreboard_count, NULL, NULL,
                             APR_HOOK_MIDDLE);
-    vthread_filters_register();
-    vthread_status_register();
+    vtm_filters_register();
+    vtm_status_register();
 }
 
 AP_DECLARE_MODULE(vthread) = {
     STANDARD20_MODULE_STUFF,
-    vthread_config_create_dir,
-    vthread_config_merge_dir,
-    vthread_config_create_srv,
+    vtm_config_create_dir,
+    vtm_config_merge_dir,
+    vtm_config_create_srv,
     NULL,
-    vthread_cmds,
-    vthread_register_hooks,
+    vtm_cmds,
+    vtm_register_hooks,
 #if defined(AP_MODULE_HAS_FLAGS)
     AP_MODULE_FLAG_NONE
 #endif

@@ -3,7 +3,7 @@
  */
 
 /**
- * @file  vthread_config.h
+ * @file  vtm_config.h
  * @brief mod_vthread's directives and the configuration they build.
  *
  * Two kinds of settings:
@@ -18,8 +18,8 @@
  * Lifecycle rules: the structures live in the configuration pools and are
  * read-only once the configuration is loaded, so any thread may read them.
  */
-#ifndef VTHREAD_CONFIG_H
-#define VTHREAD_CONFIG_H
+#ifndef VTM_CONFIG_H
+#define VTM_CONFIG_H
 
 #include <httpd.h>
 #include <http_config.h>
@@ -30,58 +30,58 @@
 
 /** What VThreadHandler says for a directory. */
 typedef enum {
-    VTHREAD_HANDLER_UNSET = 0,  /**< not said here: inherit */
-    VTHREAD_HANDLER_OFF,        /**< no handler runs on a fiber */
-    VTHREAD_HANDLER_ON,         /**< whatever handler is selected does */
-    VTHREAD_HANDLER_LIST        /**< only the handlers named */
-} vthread_handler_mode_e;
+    VTM_HANDLER_UNSET = 0,  /**< not said here: inherit */
+    VTM_HANDLER_OFF,        /**< no handler runs on a fiber */
+    VTM_HANDLER_ON,         /**< whatever handler is selected does */
+    VTM_HANDLER_LIST        /**< only the handlers named */
+} vtm_handler_mode_e;
 
 /** Per-directory configuration. */
-typedef struct vthread_dir_conf_t {
-    vthread_handler_mode_e mode;
-    /** Handler names (const char *), for VTHREAD_HANDLER_LIST. */
+typedef struct vtm_dir_conf_t {
+    vtm_handler_mode_e mode;
+    /** Handler names (const char *), for VTM_HANDLER_LIST. */
     apr_array_header_t *names;
-} vthread_dir_conf_t;
+} vtm_dir_conf_t;
 
 /** What to do with a request when every fiber of the child is taken. */
 typedef enum {
-    VTHREAD_OVERFLOW_REJECT = 0, /**< 503 Service Unavailable + Retry-After */
-    VTHREAD_OVERFLOW_INLINE      /**< run the handler on the MPM worker */
-} vthread_overflow_e;
+    VTM_OVERFLOW_REJECT = 0, /**< 503 Service Unavailable + Retry-After */
+    VTM_OVERFLOW_INLINE      /**< run the handler on the MPM worker */
+} vtm_overflow_e;
 
 /** Server-wide configuration (only the main server's is used). */
-typedef struct vthread_srv_conf_t {
+typedef struct vtm_srv_conf_t {
     int carriers;                     /**< 0: one per online CPU */
     apr_size_t stack_size;            /**< bytes */
     apr_uint32_t max_fibers;          /**< per child; 0: unlimited */
-    vthread_overflow_e overflow;
+    vtm_overflow_e overflow;
     apr_interval_time_t pinned_warn;  /**< 0 disables the watchdog */
-} vthread_srv_conf_t;
+} vtm_srv_conf_t;
 
 /** Default VThreadMaxFibers. */
-#define VTHREAD_DEFAULT_MAX_FIBERS 10000
+#define VTM_DEFAULT_MAX_FIBERS 10000
 /** Default VThreadPinnedWarn. */
-#define VTHREAD_DEFAULT_PINNED_WARN apr_time_from_msec(100)
+#define VTM_DEFAULT_PINNED_WARN apr_time_from_msec(100)
 /** Retry-After sent with a 503 at VThreadMaxFibers, in seconds. */
-#define VTHREAD_RETRY_AFTER "1"
+#define VTM_RETRY_AFTER "1"
 
 /** The directive table. */
-extern const command_rec vthread_cmds[];
+extern const command_rec vtm_cmds[];
 
 /** @return a fresh per-directory configuration */
-void *vthread_config_create_dir(apr_pool_t *p, char *dir);
+void *vtm_config_create_dir(apr_pool_t *p, char *dir);
 
 /** @return @a addv if it says anything, else @a basev */
-void *vthread_config_merge_dir(apr_pool_t *p, void *basev, void *addv);
+void *vtm_config_merge_dir(apr_pool_t *p, void *basev, void *addv);
 
 /** @return a server configuration with the defaults */
-void *vthread_config_create_srv(apr_pool_t *p, server_rec *s);
+void *vtm_config_create_srv(apr_pool_t *p, server_rec *s);
 
 /**
  * The server-wide settings.
  * @param s any server; the main server's configuration is returned
  */
-const vthread_srv_conf_t *vthread_config_srv(server_rec *s);
+const vtm_srv_conf_t *vtm_config_srv(server_rec *s);
 
 /**
  * Does the directory ask for @a handler to run on a fiber?
@@ -90,15 +90,15 @@ const vthread_srv_conf_t *vthread_config_srv(server_rec *s);
  *        phase)
  * @return 1 or 0
  */
-int vthread_config_wants(const vthread_dir_conf_t *dc, const char *handler);
+int vtm_config_wants(const vtm_dir_conf_t *dc, const char *handler);
 
 /**
  * Fill a runtime configuration from the server-wide settings; the log and
  * thread_create fields are left to the caller.
  */
-void vthread_config_runtime(const vthread_srv_conf_t *sc,
+void vtm_config_runtime(const vtm_srv_conf_t *sc,
                             vt_runtime_config_t *rc);
 
 #pragma GCC visibility pop
 
-#endif /* VTHREAD_CONFIG_H */
+#endif /* VTM_CONFIG_H */

@@ -5,18 +5,18 @@
 /*
  * A request's story for operators: its access-log notes, and the trace
  * lines from the offload decision to the end of its handler (what happens
- * to the connection after that is told by vthread_conn.c). Read in the
+ * to the connection after that is told by vtm_conn.c). Read in the
  * order a request lives:
  *
- * vthread_notes_inline()       handler hook: the request asked for a
+ * vtm_notes_inline()       handler hook: the request asked for a
  *                              fiber and runs inline (HTTP/2, no runtime,
  *                              VThreadMaxFibers) or is refused (503).
- * vthread_notes_offloaded()    handler hook: it will run on a fiber.
- * vthread_notes_fiber_start()  first thing on its fiber: timing starts.
- * vthread_notes_handler_end()  on the fiber, the real handler returned:
+ * vtm_notes_offloaded()    handler hook: it will run on a fiber.
+ * vtm_notes_fiber_start()  first thing on its fiber: timing starts.
+ * vtm_notes_handler_end()  on the fiber, the real handler returned:
  *                              the notes are set, before the request is
- *                              logged (vthread_conn_finish_request).
- * vthread_notes_inherit()      handler hook of an internal redirect (an
+ *                              logged (vtm_conn_finish_request).
+ * vtm_notes_inherit()      handler hook of an internal redirect (an
  *                              ErrorDocument): the notes follow, so that
  *                              %{...}n reads them on the final request.
  *
@@ -37,33 +37,33 @@
 
 #include <apr_strings.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 
 APLOG_USE_MODULE(vthread);
 
-#define VTHREAD_NOTE_OFFLOAD "vthread-offload"
-#define VTHREAD_NOTE_CARRIER "vthread-carrier"
-#define VTHREAD_NOTE_PARK "vthread-park-us"
-#define VTHREAD_NOTE_RUN "vthread-run-us"
-#define VTHREAD_NOTE_QUEUE "vthread-queue-us"
+#define VTM_NOTE_OFFLOAD "vthread-offload"
+#define VTM_NOTE_CARRIER "vthread-carrier"
+#define VTM_NOTE_PARK "vthread-park-us"
+#define VTM_NOTE_RUN "vthread-run-us"
+#define VTM_NOTE_QUEUE "vthread-queue-us"
 
-/** vthread-offload values, by vthread_offload_e. */
-static const char *const vthread_notes_offload[VTHREAD_OFFLOAD_KINDS] = {
+/** vthread-offload values, by vtm_offload_e. */
+static const char *const vtm_notes_offload[VTM_OFFLOAD_KINDS] = {
     "fiber", "inline", "overflow-inline", "503"
 };
 
-void vthread_notes_inline(request_rec *r, vthread_offload_e how,
+void vtm_notes_inline(request_rec *r, vtm_offload_e how,
                           const char *why)
 {
-    apr_table_setn(r->notes, VTHREAD_NOTE_OFFLOAD,
-                   vthread_notes_offload[how]);
-    vthread_status_count(how);
+    apr_table_setn(r->notes, VTM_NOTE_OFFLOAD,
+                   vtm_notes_offload[how]);
+    vtm_status_count(how);
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
-                  "not offloaded (%s): %s", vthread_notes_offload[how],
+                  "not offloaded (%s): %s", vtm_notes_offload[how],
                   why);
 }
 
-void vthread_notes_offloaded(request_rec *r, vthread_where_e where)
+void vtm_notes_offloaded(request_rec *r, vtm_where_e where)
 {
     static const char *const how[] = {
         "will run on a fiber; the worker goes back to the MPM",
@@ -77,11 +77,11 @@ void vthread_notes_offloaded(request_rec *r, vthread_where_e where)
                   r->handler ? r->handler : "-", how[where]);
 }
 
-void vthread_notes_inherit(request_rec *r)
+void vtm_notes_inherit(request_rec *r)
 {
     static const char *const names[] = {
-        VTHREAD_NOTE_OFFLOAD, VTHREAD_NOTE_CARRIER, VTHREAD_NOTE_PARK,
-        VTHREAD_NOTE_RUN, VTHREAD_NOTE_QUEUE
+        VTM_NOTE_OFFLOAD, VTM_NOTE_CARRIER, VTM_NOTE_PARK,
+        VTM_NOTE_RUN, VTM_NOTE_QUEUE
     };
     const char *v;
     size_t i;
@@ -94,12 +94,12 @@ void vthread_notes_inherit(request_rec *r)
     }
 }
 
-void vthread_notes_fiber_start(vthread_req_t *req)
+void vtm_notes_fiber_start(vtm_req_t *req)
 {
     request_rec *r = req->r;
 
-    vthread_status_track(&req->track, VTHREAD_TRACK_HANDLER);
-    vthread_status_count(VTHREAD_OFFLOAD_FIBER);
+    vtm_status_track(&req->track, VTM_TRACK_HANDLER);
+    vtm_status_count(VTM_OFFLOAD_FIBER);
     /* The fiber may have served earlier requests of the connection. */
     req->parked_before = vt_fiber_parked_time(vt_fiber_current());
     req->queued = req->track.since - r->request_time;
@@ -112,7 +112,7 @@ void vthread_notes_fiber_start(vthread_req_t *req)
                   vt_fiber_carrier_index(vt_fiber_current()), req->queued);
 }
 
-void vthread_notes_handler_end(vthread_req_t *req, int status)
+void vtm_notes_handler_end(vtm_req_t *req, int status)
 {
     request_rec *r = req->r, *rr;
     vt_fiber_t *f = vt_fiber_current();
@@ -122,7 +122,7 @@ void vthread_notes_handler_end(vthread_req_t *req, int status)
     int carrier = vt_fiber_carrier_index(f);
     const char *carrier_s, *park_s, *run_s, *queue_s;
 
-    vthread_status_track(&req->track, VTHREAD_TRACK_NONE);
+    vtm_status_track(&req->track, VTM_TRACK_NONE);
     if (run < 0) {
         run = 0;
     }
@@ -133,12 +133,12 @@ void vthread_notes_handler_end(vthread_req_t *req, int status)
     /* The request and any internal redirect its handler made (the one
      * mod_log_config logs by default is the last). */
     for (rr = r; rr; rr = rr->next) {
-        apr_table_setn(rr->notes, VTHREAD_NOTE_OFFLOAD,
-                       vthread_notes_offload[VTHREAD_OFFLOAD_FIBER]);
-        apr_table_setn(rr->notes, VTHREAD_NOTE_CARRIER, carrier_s);
-        apr_table_setn(rr->notes, VTHREAD_NOTE_PARK, park_s);
-        apr_table_setn(rr->notes, VTHREAD_NOTE_RUN, run_s);
-        apr_table_setn(rr->notes, VTHREAD_NOTE_QUEUE, queue_s);
+        apr_table_setn(rr->notes, VTM_NOTE_OFFLOAD,
+                       vtm_notes_offload[VTM_OFFLOAD_FIBER]);
+        apr_table_setn(rr->notes, VTM_NOTE_CARRIER, carrier_s);
+        apr_table_setn(rr->notes, VTM_NOTE_PARK, park_s);
+        apr_table_setn(rr->notes, VTM_NOTE_RUN, run_s);
+        apr_table_setn(rr->notes, VTM_NOTE_QUEUE, queue_s);
     }
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
                   "handler \"%s\" returned %d on carrier %d: ran %s us, "

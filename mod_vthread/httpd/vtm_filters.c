@@ -54,120 +54,120 @@
 
 #include <apr_buckets.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 
 APLOG_USE_MODULE(vthread);
 
-static apr_status_t vthread_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
+static apr_status_t vtm_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
                                       ap_input_mode_t mode,
                                       apr_read_type_e block,
                                       apr_off_t readbytes);
-static apr_status_t vthread_filter_in_line(ap_filter_t *f,
+static apr_status_t vtm_filter_in_line(ap_filter_t *f,
                                            apr_bucket_brigade *bb,
                                            ap_input_mode_t mode,
                                            apr_read_type_e block,
                                            apr_off_t readbytes);
-static apr_status_t vthread_filters_read(ap_filter_t *f,
+static apr_status_t vtm_filters_read(ap_filter_t *f,
                                          apr_bucket_brigade *bb,
                                          ap_input_mode_t mode,
                                          apr_off_t readbytes,
-                                         vthread_conn_t *conn,
+                                         vtm_conn_t *conn,
                                          apr_interval_time_t slice);
-static apr_status_t vthread_filter_out(ap_filter_t *f,
+static apr_status_t vtm_filter_out(ap_filter_t *f,
                                        apr_bucket_brigade *bb);
-static vthread_conn_t *vthread_filters_owner(conn_rec *c);
-static int vthread_filters_got(apr_bucket_brigade *bb, ap_input_mode_t mode,
+static vtm_conn_t *vtm_filters_owner(conn_rec *c);
+static int vtm_filters_got(apr_bucket_brigade *bb, ap_input_mode_t mode,
                                apr_off_t before);
-static apr_status_t vthread_filters_slice(vthread_conn_t *conn,
+static apr_status_t vtm_filters_slice(vtm_conn_t *conn,
                                           apr_bucket_brigade *bb,
                                           apr_size_t limit, int max_eors,
                                           apr_size_t *bytes, int *eors,
                                           int *flush);
-static apr_status_t vthread_filters_read_morphing(vthread_conn_t *conn,
+static apr_status_t vtm_filters_read_morphing(vtm_conn_t *conn,
                                                   apr_bucket *e);
-static apr_status_t vthread_filters_wait(vthread_conn_t *conn,
+static apr_status_t vtm_filters_wait(vtm_conn_t *conn,
                                          apr_int16_t events);
-static apr_interval_time_t vthread_filters_timeout(vthread_conn_t *conn);
+static apr_interval_time_t vtm_filters_timeout(vtm_conn_t *conn);
 
 /** Longest park of VTHREAD_IN_LINE before it asks the filters below
  *  again (mod_reqtimeout counts in seconds). */
-#define VTHREAD_LINE_SLICE apr_time_from_sec(1)
+#define VTM_LINE_SLICE apr_time_from_sec(1)
 
-static ap_filter_rec_t *vthread_filters_in_handle;
-static ap_filter_rec_t *vthread_filters_in_line_handle;
-static ap_filter_rec_t *vthread_filters_out_handle;
+static ap_filter_rec_t *vtm_filters_in_handle;
+static ap_filter_rec_t *vtm_filters_in_line_handle;
+static ap_filter_rec_t *vtm_filters_out_handle;
 
-void vthread_filters_register(void)
+void vtm_filters_register(void)
 {
-    vthread_filters_in_handle =
-        ap_register_input_filter("VTHREAD_IN", vthread_filter_in, NULL,
+    vtm_filters_in_handle =
+        ap_register_input_filter("VTHREAD_IN", vtm_filter_in, NULL,
                                  AP_FTYPE_NETWORK - 1);
-    vthread_filters_in_line_handle =
-        ap_register_input_filter("VTHREAD_IN_LINE", vthread_filter_in_line,
+    vtm_filters_in_line_handle =
+        ap_register_input_filter("VTHREAD_IN_LINE", vtm_filter_in_line,
                                  NULL, AP_FTYPE_CONNECTION + 7);
-    vthread_filters_out_handle =
-        ap_register_output_filter("VTHREAD_OUT", vthread_filter_out, NULL,
+    vtm_filters_out_handle =
+        ap_register_output_filter("VTHREAD_OUT", vtm_filter_out, NULL,
                                   AP_FTYPE_NETWORK - 1);
 }
 
-int vthread_filters_attach(conn_rec *c, void *csd)
+int vtm_filters_attach(conn_rec *c, void *csd)
 {
     (void)csd;
     /* HTTP/2 streams and proxy backends have no client socket of ours. */
-    if (c->master || c->outgoing || !vthread_child_runtime()) {
+    if (c->master || c->outgoing || !vtm_child_runtime()) {
         return OK;
     }
-    ap_add_input_filter_handle(vthread_filters_in_handle, NULL, NULL, c);
-    ap_add_input_filter_handle(vthread_filters_in_line_handle, NULL, NULL,
+    ap_add_input_filter_handle(vtm_filters_in_handle, NULL, NULL, c);
+    ap_add_input_filter_handle(vtm_filters_in_line_handle, NULL, NULL,
                                c);
-    ap_add_output_filter_handle(vthread_filters_out_handle, NULL, NULL, c);
+    ap_add_output_filter_handle(vtm_filters_out_handle, NULL, NULL, c);
     return OK;
 }
 
 /* The connection's state if a fiber owns it and is the caller. */
-static vthread_conn_t *vthread_filters_owner(conn_rec *c)
+static vtm_conn_t *vtm_filters_owner(conn_rec *c)
 {
-    vthread_conn_t *conn;
+    vtm_conn_t *conn;
 
     if (!vthread_on_fiber()) {
         return NULL;
     }
-    conn = vthread_conn_get(c);
+    conn = vtm_conn_get(c);
     return (conn && conn->fiber_io) ? conn : NULL;
 }
 
 /* ---------------------------------------------------------------- in */
 
-static apr_status_t vthread_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
+static apr_status_t vtm_filter_in(ap_filter_t *f, apr_bucket_brigade *bb,
                                       ap_input_mode_t mode,
                                       apr_read_type_e block,
                                       apr_off_t readbytes)
 {
-    vthread_conn_t *conn;
+    vtm_conn_t *conn;
 
     if (block != APR_BLOCK_READ
         || (mode != AP_MODE_READBYTES && mode != AP_MODE_GETLINE
             && mode != AP_MODE_SPECULATIVE)
-        || !(conn = vthread_filters_owner(f->c))) {
+        || !(conn = vtm_filters_owner(f->c))) {
         return ap_get_brigade(f->next, bb, mode, block, readbytes);
     }
-    return vthread_filters_read(f, bb, mode, readbytes, conn, 0);
+    return vtm_filters_read(f, bb, mode, readbytes, conn, 0);
 }
 
-static apr_status_t vthread_filter_in_line(ap_filter_t *f,
+static apr_status_t vtm_filter_in_line(ap_filter_t *f,
                                            apr_bucket_brigade *bb,
                                            ap_input_mode_t mode,
                                            apr_read_type_e block,
                                            apr_off_t readbytes)
 {
-    vthread_conn_t *conn;
+    vtm_conn_t *conn;
 
     if (block != APR_BLOCK_READ || mode != AP_MODE_GETLINE
-        || !(conn = vthread_filters_owner(f->c))) {
+        || !(conn = vtm_filters_owner(f->c))) {
         return ap_get_brigade(f->next, bb, mode, block, readbytes);
     }
-    return vthread_filters_read(f, bb, mode, readbytes, conn,
-                                VTHREAD_LINE_SLICE);
+    return vtm_filters_read(f, bb, mode, readbytes, conn,
+                                VTM_LINE_SLICE);
 }
 
 /*
@@ -176,11 +176,11 @@ static apr_status_t vthread_filter_in_line(ap_filter_t *f,
  * or in parks of at most @a slice, asking the filters below again after
  * each (they may have deadlines of their own).
  */
-static apr_status_t vthread_filters_read(ap_filter_t *f,
+static apr_status_t vtm_filters_read(ap_filter_t *f,
                                          apr_bucket_brigade *bb,
                                          ap_input_mode_t mode,
                                          apr_off_t readbytes,
-                                         vthread_conn_t *conn,
+                                         vtm_conn_t *conn,
                                          apr_interval_time_t slice)
 {
     apr_interval_time_t timeout = 0;
@@ -190,7 +190,7 @@ static apr_status_t vthread_filters_read(ap_filter_t *f,
 
     if (slice > 0) {
         /* Parks in slices count against one deadline, set on entry. */
-        timeout = vthread_filters_timeout(conn);
+        timeout = vtm_filters_timeout(conn);
         deadline = apr_time_now() + timeout;
     }
     if (apr_brigade_length(bb, 0, &before) != APR_SUCCESS || before < 0) {
@@ -220,11 +220,11 @@ static apr_status_t vthread_filters_read(ap_filter_t *f,
         if (rv != APR_SUCCESS) {
             return rv;
         }
-        if (vthread_filters_got(bb, mode, before)) {
+        if (vtm_filters_got(bb, mode, before)) {
             return APR_SUCCESS;
         }
         if (slice <= 0) {
-            rv = vthread_filters_wait(conn, APR_POLLIN);
+            rv = vtm_filters_wait(conn, APR_POLLIN);
         }
         else {
             apr_interval_time_t left = timeout < 0 ? slice
@@ -243,7 +243,7 @@ static apr_status_t vthread_filters_read(ap_filter_t *f,
                 rv = APR_SUCCESS;   /* ask the filters below again */
             }
             else if (rv != APR_SUCCESS) {
-                f->c->aborted = 1;  /* cancelled: as vthread_filters_wait */
+                f->c->aborted = 1;  /* cancelled: as vtm_filters_wait */
             }
         }
         if (rv != APR_SUCCESS) {
@@ -253,7 +253,7 @@ static apr_status_t vthread_filters_read(ap_filter_t *f,
 }
 
 /* Has a non-blocking read given what a blocking one would return? */
-static int vthread_filters_got(apr_bucket_brigade *bb, ap_input_mode_t mode,
+static int vtm_filters_got(apr_bucket_brigade *bb, ap_input_mode_t mode,
                                apr_off_t before)
 {
     apr_off_t len = 0;
@@ -295,10 +295,10 @@ static int vthread_filters_got(apr_bucket_brigade *bb, ap_input_mode_t mode,
 
 /* --------------------------------------------------------------- out */
 
-static apr_status_t vthread_filter_out(ap_filter_t *f, apr_bucket_brigade *bb)
+static apr_status_t vtm_filter_out(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     conn_rec *c = f->c;
-    vthread_conn_t *conn = vthread_filters_owner(c);
+    vtm_conn_t *conn = vtm_filters_owner(c);
     core_server_config *conf;
     apr_size_t limit;
     int max_eors;
@@ -322,7 +322,7 @@ static apr_status_t vthread_filter_out(ap_filter_t *f, apr_bucket_brigade *bb)
         apr_size_t bytes = 0;
         int eors = 0, flush = 0;
 
-        rv = vthread_filters_slice(conn, bb, limit, max_eors, &bytes, &eors,
+        rv = vtm_filters_slice(conn, bb, limit, max_eors, &bytes, &eors,
                                    &flush);
         if (rv != APR_SUCCESS) {
             break;
@@ -336,7 +336,7 @@ static apr_status_t vthread_filter_out(ap_filter_t *f, apr_bucket_brigade *bb)
                     || conn->out_pending_bytes + bytes > limit
                     || (max_eors >= 0
                         && conn->out_pending_eors + eors > max_eors))) {
-                rv = vthread_filters_drain(conn);
+                rv = vtm_filters_drain(conn);
                 if (rv != APR_SUCCESS) {
                     break;
                 }
@@ -361,7 +361,7 @@ static apr_status_t vthread_filter_out(ap_filter_t *f, apr_bucket_brigade *bb)
             conn->out_pending_known = 1;
         }
         if (flush) {
-            rv = vthread_filters_drain(conn);
+            rv = vtm_filters_drain(conn);
             if (rv != APR_SUCCESS) {
                 break;
             }
@@ -380,7 +380,7 @@ static apr_status_t vthread_filter_out(ap_filter_t *f, apr_bucket_brigade *bb)
  * bucket is split), at most max(1, @a max_eors) EOR buckets, with every
  * bucket of unknown length read first.
  */
-static apr_status_t vthread_filters_slice(vthread_conn_t *conn,
+static apr_status_t vtm_filters_slice(vtm_conn_t *conn,
                                           apr_bucket_brigade *bb,
                                           apr_size_t limit, int max_eors,
                                           apr_size_t *bytes, int *eors,
@@ -414,7 +414,7 @@ static apr_status_t vthread_filters_slice(vthread_conn_t *conn,
                 if (!APR_BRIGADE_EMPTY(slice)) {
                     return APR_SUCCESS;  /* send what we have meanwhile */
                 }
-                rv = vthread_filters_read_morphing(conn, e);
+                rv = vtm_filters_read_morphing(conn, e);
             }
             if (rv != APR_SUCCESS) {
                 return rv;
@@ -439,7 +439,7 @@ static apr_status_t vthread_filters_slice(vthread_conn_t *conn,
 
 /* A bucket of unknown length had nothing to give: park on its pipe or
  * socket, else read it blocking (this pins the carrier). */
-static apr_status_t vthread_filters_read_morphing(vthread_conn_t *conn,
+static apr_status_t vtm_filters_read_morphing(vtm_conn_t *conn,
                                                   apr_bucket *e)
 {
     apr_interval_time_t timeout = conn->c->base_server->timeout;
@@ -473,7 +473,7 @@ static apr_status_t vthread_filters_read_morphing(vthread_conn_t *conn,
     return apr_bucket_read(e, &data, &n, APR_BLOCK_READ);
 }
 
-apr_status_t vthread_filters_drain(vthread_conn_t *conn)
+apr_status_t vtm_filters_drain(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     ap_filter_t *last = c->output_filters;
@@ -494,7 +494,7 @@ apr_status_t vthread_filters_drain(vthread_conn_t *conn)
             conn->out_pending_known = 1;
             return APR_SUCCESS;
         }
-        rv = vthread_filters_wait(conn, APR_POLLOUT);
+        rv = vtm_filters_wait(conn, APR_POLLOUT);
         if (rv != APR_SUCCESS) {
             c->aborted = 1;
             return rv;
@@ -504,10 +504,10 @@ apr_status_t vthread_filters_drain(vthread_conn_t *conn)
 
 /* Park until the client socket is ready, bounded as a blocking core call
  * would be: by the socket's timeout. */
-static apr_status_t vthread_filters_wait(vthread_conn_t *conn,
+static apr_status_t vtm_filters_wait(vtm_conn_t *conn,
                                          apr_int16_t events)
 {
-    apr_interval_time_t timeout = vthread_filters_timeout(conn);
+    apr_interval_time_t timeout = vtm_filters_timeout(conn);
     apr_status_t rv;
 
     rv = vthread_wait_io(conn->sock, events, timeout);
@@ -527,7 +527,7 @@ static apr_status_t vthread_filters_wait(vthread_conn_t *conn,
 
 /* What a blocking call on the client socket would wait for: the socket's
  * timeout (Timeout, or mod_reqtimeout's while it reads). */
-static apr_interval_time_t vthread_filters_timeout(vthread_conn_t *conn)
+static apr_interval_time_t vtm_filters_timeout(vtm_conn_t *conn)
 {
     apr_interval_time_t timeout = 0;
 

@@ -9,41 +9,41 @@
  * mod_vthread owns it until it ends (see /work/shared/LIFECYCLE.md). Read
  * top to bottom, in the order a connection lives:
  *
- * vthread_conn_offload()        handler hook (MPM worker): remember the
+ * vtm_conn_offload()        handler hook (MPM worker): remember the
  *                               request whose fiber is created.
- * vthread_conn_suspended()      suspend_connection hook: the MPM is done
+ * vtm_conn_suspended()      suspend_connection hook: the MPM is done
  *                               with the request; start its fiber. Only
  *                               now (race 1: the MPM reads c->cs->state
  *                               after r->invoke_mtx is released).
- * vthread_conn_finish_request() on the fiber: log the request (EOR).
- * vthread_conn_carry_on()       a loop on the same fiber: write
+ * vtm_conn_finish_request() on the fiber: log the request (EOR).
+ * vtm_conn_carry_on()       a loop on the same fiber: write
  *                               completion (park on POLLOUT, bounded by
  *                               Timeout), then close, or the next
  *                               request: at once if pipelined, else after
  *                               a keep-alive wait (park on POLLIN, bounded
  *                               by KeepAliveTimeout).
- * vthread_conn_read_next()      ap_run_process_connection on the fiber,
+ * vtm_conn_read_next()      ap_run_process_connection on the fiber,
  *                               as event's process_socket(): the request
  *                               is read and processed here; its handler
  *                               runs here or, for a location without
  *                               VThreadHandler, on an MPM worker
- *                               (vthread_handler_owned). No thread switch
+ *                               (vtm_handler_owned). No thread switch
  *                               for a keep-alive request to an offloaded
  *                               location.
- * vthread_conn_close()          lingering close: shutdown, drain up to
+ * vtm_conn_close()          lingering close: shutdown, drain up to
  *                               2 s on the reactor, then teardown.
- * vthread_conn_teardown()       c->cs->state = CONN_STATE_SUSPENDED (what
+ * vtm_conn_teardown()       c->cs->state = CONN_STATE_SUSPENDED (what
  *                               the MPM's pool cleanup must find, race 3),
  *                               apr_pool_clear(c->pool) (the MPM's
  *                               counters, the socket), apr_pool_destroy
  *                               once the MPM's last stores are behind us
- *                               (race 2; see vthread_conn_await_mpm).
+ *                               (race 2; see vtm_conn_await_mpm).
  *
  * Idle connections (in the keep-alive wait) are listed so that
  * child_stopping can close them at once: a graceful restart does not wait
  * for their KeepAliveTimeout. A listed fiber is cancelled under the list's
  * mutex, and unlists itself under it, so the handle is always valid. The
- * connection then gets a last, short wait (vthread_conn_last_wait) on a
+ * connection then gets a last, short wait (vtm_conn_last_wait) on a
  * new fiber (the cancelled one can no longer park): a request that was on
  * its way is answered, with "Connection: close", not lost. A connection
  * whose response went out with keep-alive just before the stop gets the
@@ -62,84 +62,84 @@
 
 #include <apr_thread_mutex.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 
 APLOG_USE_MODULE(vthread);
 
 /** Longest lingering close (httpd's SECONDS_TO_LINGER). */
-#define VTHREAD_LINGER_TIME apr_time_from_sec(2)
+#define VTM_LINGER_TIME apr_time_from_sec(2)
 /** Least time between the MPM letting go and the pool's destruction, once
  *  the MPM's last store was seen. */
-#define VTHREAD_GRACE apr_time_from_msec(20)
+#define VTM_GRACE apr_time_from_msec(20)
 /** The same when it was not seen. */
-#define VTHREAD_GRACE_UNSEEN apr_time_from_sec(1)
+#define VTM_GRACE_UNSEEN apr_time_from_sec(1)
 /** The longest last wait for a request on an idle keep-alive connection
- *  when the child stops (vthread_conn_last_wait). */
-#define VTHREAD_STOP_GRACE apr_time_from_sec(1)
+ *  when the child stops (vtm_conn_last_wait). */
+#define VTM_STOP_GRACE apr_time_from_sec(1)
 /** How long a finishing fiber waits to see the MPM's last store. */
-#define VTHREAD_MPM_WAIT apr_time_from_sec(1)
+#define VTM_MPM_WAIT apr_time_from_sec(1)
 
 /** What follows a request on the connection's fiber. */
 typedef enum {
-    VTHREAD_NEXT_READ,      /**< read the next request here */
-    VTHREAD_NEXT_CLOSE,     /**< lingering close, teardown */
-    VTHREAD_NEXT_GONE       /**< another fiber has the connection now */
-} vthread_next_e;
+    VTM_NEXT_READ,      /**< read the next request here */
+    VTM_NEXT_CLOSE,     /**< lingering close, teardown */
+    VTM_NEXT_GONE       /**< another fiber has the connection now */
+} vtm_next_e;
 
-static void vthread_conn_carry_on(vthread_conn_t *conn);
-static vthread_next_e vthread_conn_between(vthread_conn_t *conn);
-static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn);
-static apr_status_t vthread_conn_wait_idle(vthread_conn_t *conn,
+static void vtm_conn_carry_on(vtm_conn_t *conn);
+static vtm_next_e vtm_conn_between(vtm_conn_t *conn);
+static apr_status_t vtm_conn_wait_keepalive(vtm_conn_t *conn);
+static apr_status_t vtm_conn_wait_idle(vtm_conn_t *conn,
                                            apr_interval_time_t timeout);
-static apr_status_t vthread_conn_peek(vthread_conn_t *conn);
-static vthread_next_e vthread_conn_last_wait(vthread_conn_t *conn);
-static vthread_next_e vthread_conn_rescue(vthread_conn_t *conn);
-static apr_status_t vthread_conn_rescue_main(void *arg);
-static int vthread_conn_read_next(vthread_conn_t *conn);
-static apr_interval_time_t vthread_conn_ka_timeout(const request_rec *r);
-static void vthread_conn_close(vthread_conn_t *conn);
-static void vthread_conn_drain(vthread_conn_t *conn);
-static void vthread_conn_teardown(vthread_conn_t *conn);
-static void vthread_conn_await_mpm(vthread_conn_t *conn);
-static void vthread_conn_pause_until(apr_time_t when);
+static apr_status_t vtm_conn_peek(vtm_conn_t *conn);
+static vtm_next_e vtm_conn_last_wait(vtm_conn_t *conn);
+static vtm_next_e vtm_conn_rescue(vtm_conn_t *conn);
+static apr_status_t vtm_conn_rescue_main(void *arg);
+static int vtm_conn_read_next(vtm_conn_t *conn);
+static apr_interval_time_t vtm_conn_ka_timeout(const request_rec *r);
+static void vtm_conn_close(vtm_conn_t *conn);
+static void vtm_conn_drain(vtm_conn_t *conn);
+static void vtm_conn_teardown(vtm_conn_t *conn);
+static void vtm_conn_await_mpm(vtm_conn_t *conn);
+static void vtm_conn_pause_until(apr_time_t when);
 
 /* The keep-alive registry of this child. */
-static apr_thread_mutex_t *vthread_conn_mutex;
-static vthread_conn_t *vthread_conn_idle;
-static int vthread_conn_closing;
+static apr_thread_mutex_t *vtm_conn_mutex;
+static vtm_conn_t *vtm_conn_idle;
+static int vtm_conn_closing;
 
-apr_status_t vthread_conn_child_init(apr_pool_t *pchild)
+apr_status_t vtm_conn_child_init(apr_pool_t *pchild)
 {
-    vthread_conn_idle = NULL;
-    vthread_conn_closing = 0;
-    return apr_thread_mutex_create(&vthread_conn_mutex,
+    vtm_conn_idle = NULL;
+    vtm_conn_closing = 0;
+    return apr_thread_mutex_create(&vtm_conn_mutex,
                                    APR_THREAD_MUTEX_DEFAULT, pchild);
 }
 
-void vthread_conn_child_stopping(int graceful)
+void vtm_conn_child_stopping(int graceful)
 {
-    vthread_conn_t *conn;
+    vtm_conn_t *conn;
 
     (void)graceful;
-    if (!vthread_conn_mutex) {
+    if (!vtm_conn_mutex) {
         return;
     }
-    apr_thread_mutex_lock(vthread_conn_mutex);
-    vthread_conn_closing = 1;
-    for (conn = vthread_conn_idle; conn; conn = conn->idle_next) {
+    apr_thread_mutex_lock(vtm_conn_mutex);
+    vtm_conn_closing = 1;
+    for (conn = vtm_conn_idle; conn; conn = conn->idle_next) {
         vt_fiber_cancel(conn->idle_fiber);
     }
-    apr_thread_mutex_unlock(vthread_conn_mutex);
+    apr_thread_mutex_unlock(vtm_conn_mutex);
 }
 
-vthread_conn_t *vthread_conn_get(conn_rec *c)
+vtm_conn_t *vtm_conn_get(conn_rec *c)
 {
     return ap_get_module_config(c->conn_config, &vthread_module);
 }
 
-vthread_conn_t *vthread_conn_ensure(conn_rec *c)
+vtm_conn_t *vtm_conn_ensure(conn_rec *c)
 {
-    vthread_conn_t *conn = vthread_conn_get(c);
+    vtm_conn_t *conn = vtm_conn_get(c);
 
     if (!conn) {
         conn = apr_pcalloc(c->pool, sizeof(*conn));
@@ -150,16 +150,16 @@ vthread_conn_t *vthread_conn_ensure(conn_rec *c)
     return conn;
 }
 
-int vthread_conn_offload(vthread_req_t *req)
+int vtm_conn_offload(vtm_req_t *req)
 {
     req->conn->pending = req;
     return SUSPENDED;
 }
 
-void vthread_conn_suspended(conn_rec *c, request_rec *r)
+void vtm_conn_suspended(conn_rec *c, request_rec *r)
 {
-    vthread_conn_t *conn = vthread_conn_get(c);
-    vthread_req_t *req;
+    vtm_conn_t *conn = vtm_conn_get(c);
+    vtm_req_t *req;
 
     (void)r;
     /* Called for every connection the MPM parks (keep-alive, write
@@ -173,15 +173,15 @@ void vthread_conn_suspended(conn_rec *c, request_rec *r)
     conn->owned = 1;
     conn->released_at = apr_time_now();
     /* Operator's view: owned until c->pool is cleared (mod_status). */
-    vthread_status_own(conn);
+    vtm_status_own(conn);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
                   "the MPM let go of the connection: mod_vthread owns it "
                   "until it closes");
-    vthread_handler_start(req);
-    vthread_listener_nudge();   /* this worker is free again */
+    vtm_handler_start(req);
+    vtm_listener_nudge();   /* this worker is free again */
 }
 
-void vthread_conn_enter_fiber(vthread_conn_t *conn)
+void vtm_conn_enter_fiber(vtm_conn_t *conn)
 {
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
     conn->c->current_thread = ap_thread_current();
@@ -190,33 +190,33 @@ void vthread_conn_enter_fiber(vthread_conn_t *conn)
     conn->out_pending_known = 0;
 }
 
-void vthread_conn_finish_request(vthread_conn_t *conn, request_rec *r)
+void vtm_conn_finish_request(vtm_conn_t *conn, request_rec *r)
 {
     conn_rec *c = conn->c;
 
-    conn->ka_timeout = vthread_conn_ka_timeout(r);
+    conn->ka_timeout = vtm_conn_ka_timeout(r);
     /* The EOR uses c->sbh (status, counts): it must be the MPM's NULL,
      * not its handle on a worker's slot. Offloaded requests are counted
-     * by vthread_scoreboard.c instead. */
-    vthread_conn_await_mpm(conn);
+     * by vtm_scoreboard.c instead. */
+    vtm_conn_await_mpm(conn);
     /* EOR: logs the request and destroys r->pool, on this fiber. */
     ap_process_request_after_handler(r);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
                   "request finished and logged");
-    vthread_conn_carry_on(conn);
+    vtm_conn_carry_on(conn);
 }
 
 /* ------------------------------------------------------------------ */
 
-int vthread_conn_post_read_request(request_rec *r)
+int vtm_conn_post_read_request(request_rec *r)
 {
-    vthread_conn_t *conn = vthread_conn_get(r->connection);
+    vtm_conn_t *conn = vtm_conn_get(r->connection);
 
     /* Only requests read on our fiber: a first request's are noted when
-     * it finishes (vthread_conn_finish_request). */
+     * it finishes (vtm_conn_finish_request). */
     if (conn && conn->owned && vthread_on_fiber()) {
-        conn->ka_timeout = vthread_conn_ka_timeout(r);
-        if (vthread_child_is_stopping()) {
+        conn->ka_timeout = vtm_conn_ka_timeout(r);
+        if (vtm_child_is_stopping()) {
             r->connection->keepalive = AP_CONN_CLOSE;
         }
     }
@@ -225,7 +225,7 @@ int vthread_conn_post_read_request(request_rec *r)
 
 /* As event: the vhost's KeepAliveTimeout if it set one, else the base
  * server's. */
-static apr_interval_time_t vthread_conn_ka_timeout(const request_rec *r)
+static apr_interval_time_t vtm_conn_ka_timeout(const request_rec *r)
 {
     return r->server->keep_alive_timeout_set
            ? r->server->keep_alive_timeout
@@ -234,26 +234,26 @@ static apr_interval_time_t vthread_conn_ka_timeout(const request_rec *r)
 
 /* ------------------------------------------------------------------ */
 
-static void vthread_conn_carry_on(vthread_conn_t *conn)
+static void vtm_conn_carry_on(vtm_conn_t *conn)
 {
     for (;;) {
-        switch (vthread_conn_between(conn)) {
-        case VTHREAD_NEXT_READ:
-            if (!vthread_conn_read_next(conn)) {
+        switch (vtm_conn_between(conn)) {
+        case VTM_NEXT_READ:
+            if (!vtm_conn_read_next(conn)) {
                 return;
             }
             break;
-        case VTHREAD_NEXT_CLOSE:
-            vthread_conn_close(conn);
+        case VTM_NEXT_CLOSE:
+            vtm_conn_close(conn);
             return;
-        case VTHREAD_NEXT_GONE:
+        case VTM_NEXT_GONE:
             return;
         }
     }
 }
 
 /* After a request: write completion, then close or wait for the next. */
-static vthread_next_e vthread_conn_between(vthread_conn_t *conn)
+static vtm_next_e vtm_conn_between(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     apr_status_t rv;
@@ -267,14 +267,14 @@ static vthread_next_e vthread_conn_between(vthread_conn_t *conn)
     }
     else {
         /* Operator's view: counted and aged in mod_status, and traced. */
-        vthread_status_track(&conn->track, VTHREAD_TRACK_WRITING);
+        vtm_status_track(&conn->track, VTM_TRACK_WRITING);
         ap_log_cerror(APLOG_MARK, APLOG_TRACE4, 0, c,
                       "write completion: sending what is still buffered");
-        rv = vthread_filters_drain(conn);
+        rv = vtm_filters_drain(conn);
         ap_log_cerror(APLOG_MARK, APLOG_TRACE3, rv, c,
                       "write completion done after %" APR_TIME_T_FMT " us",
                       apr_time_now() - conn->track.since);
-        vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
+        vtm_status_track(&conn->track, VTM_TRACK_NONE);
         if (rv != APR_SUCCESS) {
             ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, c, APLOGNO(10930)
                           "write completion failed: closing");
@@ -283,45 +283,45 @@ static vthread_next_e vthread_conn_between(vthread_conn_t *conn)
     }
     c->sbh = NULL;
     if (close || c->keepalive != AP_CONN_KEEPALIVE || c->aborted) {
-        return VTHREAD_NEXT_CLOSE;
+        return VTM_NEXT_CLOSE;
     }
     /* The response promised keep-alive, so the client may have sent its
      * next request already: closing now would lose it. */
-    if (vthread_child_is_stopping()) {
-        return vthread_cancelled() ? vthread_conn_rescue(conn)
-                                   : vthread_conn_last_wait(conn);
+    if (vtm_child_is_stopping()) {
+        return vthread_cancelled() ? vtm_conn_rescue(conn)
+                                   : vtm_conn_last_wait(conn);
     }
     if (vthread_cancelled()) {
-        return VTHREAD_NEXT_CLOSE;
+        return VTM_NEXT_CLOSE;
     }
     if (c->data_in_input_filters) {
         ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
                       "next request already read (pipelined): no "
                       "keep-alive wait");
-        return VTHREAD_NEXT_READ;
+        return VTM_NEXT_READ;
     }
     /* Operator's view: counted and aged in mod_status, and traced. */
-    vthread_status_track(&conn->track, VTHREAD_TRACK_KEEPALIVE);
+    vtm_status_track(&conn->track, VTM_TRACK_KEEPALIVE);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
                   "keep-alive wait (KeepAliveTimeout %" APR_TIME_T_FMT
                   " ms)", apr_time_as_msec(conn->ka_timeout));
-    rv = vthread_conn_wait_keepalive(conn);
+    rv = vtm_conn_wait_keepalive(conn);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
                   "keep-alive wait ended after %" APR_TIME_T_FMT " ms: %s",
                   apr_time_as_msec(apr_time_now() - conn->track.since),
                   rv == APR_SUCCESS ? "the next request is there"
                                     : "closing");
-    vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
+    vtm_status_track(&conn->track, VTM_TRACK_NONE);
     if (rv != APR_SUCCESS && rv != APR_ECONNABORTED) {
-        return VTHREAD_NEXT_CLOSE;  /* timed out, or the client left */
+        return VTM_NEXT_CLOSE;  /* timed out, or the client left */
     }
     /* Cancelled by child_stopping (maybe just as the request came: the
      * wait ended first), unlisted now, so no cancel comes later. */
     if (vthread_cancelled()) {
-        return vthread_conn_rescue(conn);
+        return vtm_conn_rescue(conn);
     }
-    return rv == APR_SUCCESS ? VTHREAD_NEXT_READ
-                             : vthread_conn_last_wait(conn);
+    return rv == APR_SUCCESS ? VTM_NEXT_READ
+                             : vtm_conn_last_wait(conn);
 }
 
 /*
@@ -331,26 +331,26 @@ static vthread_next_e vthread_conn_between(vthread_conn_t *conn)
  * has it answered with "Connection: close"; an idle one is closed after
  * it. Unlisted: child_stopping has run.
  */
-static vthread_next_e vthread_conn_last_wait(vthread_conn_t *conn)
+static vtm_next_e vtm_conn_last_wait(vtm_conn_t *conn)
 {
-    apr_interval_time_t grace = conn->ka_timeout < VTHREAD_STOP_GRACE
-                                ? conn->ka_timeout : VTHREAD_STOP_GRACE;
-    apr_status_t rv = vthread_conn_peek(conn);
+    apr_interval_time_t grace = conn->ka_timeout < VTM_STOP_GRACE
+                                ? conn->ka_timeout : VTM_STOP_GRACE;
+    apr_status_t rv = vtm_conn_peek(conn);
 
     if (APR_STATUS_IS_EAGAIN(rv)
         && vthread_wait_io(conn->sock, APR_POLLIN, grace) == APR_SUCCESS) {
-        rv = vthread_conn_peek(conn);
+        rv = vtm_conn_peek(conn);
     }
     ap_log_cerror(APLOG_MARK, APLOG_TRACE2, rv, conn->c,
                   "child stopping: %s", rv == APR_SUCCESS
                   ? "a last request, answered with Connection: close"
                   : "no request within the grace: closing");
-    return rv == APR_SUCCESS ? VTHREAD_NEXT_READ : VTHREAD_NEXT_CLOSE;
+    return rv == APR_SUCCESS ? VTM_NEXT_READ : VTM_NEXT_CLOSE;
 }
 
 /* Wait for the next request, bounded by KeepAliveTimeout. A hang-up is
  * noticed here, so a closing client costs no MPM worker. */
-static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn)
+static apr_status_t vtm_conn_wait_keepalive(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     apr_time_t deadline = apr_time_now() + conn->ka_timeout;
@@ -359,13 +359,13 @@ static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn)
     for (;;) {
         apr_interval_time_t left = deadline - apr_time_now();
 
-        rv = vthread_conn_wait_idle(conn, left > 0 ? left : 0);
+        rv = vtm_conn_wait_idle(conn, left > 0 ? left : 0);
         if (rv != APR_SUCCESS) {
             ap_log_cerror(APLOG_MARK, APLOG_TRACE2, rv, c, APLOGNO(10931)
                           "keep-alive wait ended: closing");
             return rv;
         }
-        rv = vthread_conn_peek(conn);
+        rv = vtm_conn_peek(conn);
         if (!APR_STATUS_IS_EAGAIN(rv)) {
             return rv;  /* a request, or EOF or error: the client is gone */
         }
@@ -376,47 +376,47 @@ static apr_status_t vthread_conn_wait_keepalive(vthread_conn_t *conn)
 }
 
 /* Park until readable, listed so that child_stopping can cancel us. */
-static apr_status_t vthread_conn_wait_idle(vthread_conn_t *conn,
+static apr_status_t vtm_conn_wait_idle(vtm_conn_t *conn,
                                            apr_interval_time_t timeout)
 {
     apr_status_t rv;
 
-    apr_thread_mutex_lock(vthread_conn_mutex);
-    if (vthread_conn_closing) {
-        apr_thread_mutex_unlock(vthread_conn_mutex);
+    apr_thread_mutex_lock(vtm_conn_mutex);
+    if (vtm_conn_closing) {
+        apr_thread_mutex_unlock(vtm_conn_mutex);
         return APR_ECONNABORTED;
     }
     conn->idle_fiber = vt_fiber_current();
     conn->idle_prev = NULL;
-    conn->idle_next = vthread_conn_idle;
-    if (vthread_conn_idle) {
-        vthread_conn_idle->idle_prev = conn;
+    conn->idle_next = vtm_conn_idle;
+    if (vtm_conn_idle) {
+        vtm_conn_idle->idle_prev = conn;
     }
-    vthread_conn_idle = conn;
-    apr_thread_mutex_unlock(vthread_conn_mutex);
+    vtm_conn_idle = conn;
+    apr_thread_mutex_unlock(vtm_conn_mutex);
 
     rv = vthread_wait_io(conn->sock, APR_POLLIN, timeout);
 
-    apr_thread_mutex_lock(vthread_conn_mutex);
+    apr_thread_mutex_lock(vtm_conn_mutex);
     if (conn->idle_prev) {
         conn->idle_prev->idle_next = conn->idle_next;
     }
     else {
-        vthread_conn_idle = conn->idle_next;
+        vtm_conn_idle = conn->idle_next;
     }
     if (conn->idle_next) {
         conn->idle_next->idle_prev = conn->idle_prev;
     }
     conn->idle_fiber = NULL;
     conn->idle_prev = conn->idle_next = NULL;
-    apr_thread_mutex_unlock(vthread_conn_mutex);
+    apr_thread_mutex_unlock(vtm_conn_mutex);
     return rv;
 }
 
 /* Has the client sent something (a next request) that we have not read?
  * Without parking, so also on a cancelled fiber: APR_SUCCESS if so,
  * APR_EAGAIN if not yet, else EOF or the error (the client is gone). */
-static apr_status_t vthread_conn_peek(vthread_conn_t *conn)
+static apr_status_t vtm_conn_peek(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     apr_status_t rv;
@@ -438,36 +438,36 @@ static apr_status_t vthread_conn_peek(vthread_conn_t *conn)
  * the request the client may send meanwhile, go to a new fiber. This one
  * is cancelled, and would fail every wait of the handler.
  */
-static vthread_next_e vthread_conn_rescue(vthread_conn_t *conn)
+static vtm_next_e vtm_conn_rescue(vtm_conn_t *conn)
 {
-    vt_runtime_t *rt = vthread_child_runtime();
+    vt_runtime_t *rt = vtm_child_runtime();
     vt_fiber_t *f;
     apr_status_t rv;
 
-    rv = rt ? vt_fiber_create(&f, rt, vthread_conn_rescue_main, conn,
+    rv = rt ? vt_fiber_create(&f, rt, vtm_conn_rescue_main, conn,
                               conn->c->client_ip)
             : APR_ECONNABORTED;
     if (rv != APR_SUCCESS) {
         ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, conn->c, APLOGNO(10932)
                       "child stopping: no fiber left for a last request on "
                       "an idle keep-alive connection; closing it");
-        return VTHREAD_NEXT_CLOSE;
+        return VTM_NEXT_CLOSE;
     }
     vt_fiber_start(f);  /* from here the connection is the new fiber's */
     vt_fiber_detach(f);
-    return VTHREAD_NEXT_GONE;
+    return VTM_NEXT_GONE;
 }
 
-static apr_status_t vthread_conn_rescue_main(void *arg)
+static apr_status_t vtm_conn_rescue_main(void *arg)
 {
-    vthread_conn_t *conn = arg;
+    vtm_conn_t *conn = arg;
 
-    vthread_conn_enter_fiber(conn);
-    if (vthread_conn_last_wait(conn) == VTHREAD_NEXT_CLOSE) {
-        vthread_conn_close(conn);
+    vtm_conn_enter_fiber(conn);
+    if (vtm_conn_last_wait(conn) == VTM_NEXT_CLOSE) {
+        vtm_conn_close(conn);
     }
-    else if (vthread_conn_read_next(conn)) {
-        vthread_conn_carry_on(conn);
+    else if (vtm_conn_read_next(conn)) {
+        vtm_conn_carry_on(conn);
     }
     return APR_SUCCESS;
 }
@@ -479,7 +479,7 @@ static apr_status_t vthread_conn_rescue_main(void *arg)
  * worker. Returns 0 if a handler suspended the connection: it is not
  * ours any more.
  */
-static int vthread_conn_read_next(vthread_conn_t *conn)
+static int vtm_conn_read_next(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     conn_state_e state;
@@ -515,29 +515,29 @@ static int vthread_conn_read_next(vthread_conn_t *conn)
 
 /* ------------------------------------------------------------------ */
 
-static void vthread_conn_close(vthread_conn_t *conn)
+static void vtm_conn_close(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
 
     /* Operator's view: counted and aged in mod_status, and traced. */
-    vthread_status_track(&conn->track, VTHREAD_TRACK_LINGER);
+    vtm_status_track(&conn->track, VTM_TRACK_LINGER);
     ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
                   "closing the connection (lingering close)");
     c->sbh = NULL;
     c->cs->state = CONN_STATE_LINGER;
     /* Flushes (parking in our output filter) and shuts down for write. */
     if (!ap_start_lingering_close(c)) {
-        vthread_conn_drain(conn);
+        vtm_conn_drain(conn);
     }
-    vthread_conn_teardown(conn);
+    vtm_conn_teardown(conn);
 }
 
 /* Read and discard until the client closes, for up to 2 s, so that data
  * it still sends does not make the kernel reset the connection before it
  * has read our response. */
-static void vthread_conn_drain(vthread_conn_t *conn)
+static void vtm_conn_drain(vtm_conn_t *conn)
 {
-    apr_time_t deadline = apr_time_now() + VTHREAD_LINGER_TIME;
+    apr_time_t deadline = apr_time_now() + VTM_LINGER_TIME;
     char buf[2048];
 
     for (;;) {
@@ -554,24 +554,24 @@ static void vthread_conn_drain(vthread_conn_t *conn)
     }
 }
 
-static void vthread_conn_teardown(vthread_conn_t *conn)
+static void vtm_conn_teardown(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     apr_pool_t *pool = c->pool;
 
     ap_log_cerror(APLOG_MARK, APLOG_TRACE2, 0, c,
                   "connection done: releasing it");
-    vthread_conn_await_mpm(conn);
-    vthread_conn_pause_until(conn->released_at
-                             + (conn->mpm_gone > 0 ? VTHREAD_GRACE
-                                                   : VTHREAD_GRACE_UNSEEN));
+    vtm_conn_await_mpm(conn);
+    vtm_conn_pause_until(conn->released_at
+                             + (conn->mpm_gone > 0 ? VTM_GRACE
+                                                   : VTM_GRACE_UNSEEN));
     /* The MPM's pool cleanup decrements the counter of the state it
      * finds: suspended is where the MPM counted this connection. */
     c->cs->state = CONN_STATE_SUSPENDED;
-    vthread_status_track(&conn->track, VTHREAD_TRACK_NONE); /* mod_status */
+    vtm_status_track(&conn->track, VTM_TRACK_NONE); /* mod_status */
     apr_pool_clear(pool);   /* from here, conn and c are gone */
-    vthread_recycle_pool(pool); /* its memory: for the next connection */
-    vthread_listener_nudge();   /* one connection fewer for the MPM */
+    vtm_recycle_pool(pool); /* its memory: for the next connection */
+    vtm_listener_nudge();   /* one connection fewer for the MPM */
 }
 
 /*
@@ -581,10 +581,10 @@ static void vthread_conn_teardown(vthread_conn_t *conn)
  * tells that those stores happened (or are an instruction away); a short
  * grace after that covers the second one. If it is not seen within a
  * second (it always is, unless the worker thread was stalled), the pool
- * is kept for VTHREAD_GRACE_UNSEEN after the hook instead.
+ * is kept for VTM_GRACE_UNSEEN after the hook instead.
  * Sampled once per connection, before mod_vthread sets c->sbh itself.
  */
-static void vthread_conn_await_mpm(vthread_conn_t *conn)
+static void vtm_conn_await_mpm(vtm_conn_t *conn)
 {
     conn_rec *c = conn->c;
     apr_time_t start, deadline;
@@ -594,7 +594,7 @@ static void vthread_conn_await_mpm(vthread_conn_t *conn)
         return;
     }
     start = apr_time_now();
-    deadline = start + VTHREAD_MPM_WAIT;
+    deadline = start + VTM_MPM_WAIT;
     while (__atomic_load_n(&c->sbh, __ATOMIC_ACQUIRE) != NULL
            && apr_time_now() < deadline) {
         /* The worker is a few instructions away, unless it lost its
@@ -607,7 +607,7 @@ static void vthread_conn_await_mpm(vthread_conn_t *conn)
             sched_yield();
         }
         else {
-            vthread_conn_pause_until(apr_time_now() + 100);
+            vtm_conn_pause_until(apr_time_now() + 100);
         }
     }
     if (__atomic_load_n(&c->sbh, __ATOMIC_ACQUIRE) == NULL) {
@@ -624,14 +624,14 @@ static void vthread_conn_await_mpm(vthread_conn_t *conn)
         ap_log_cerror(APLOG_MARK, APLOG_WARNING, 0, c, APLOGNO(10935)
                       "the MPM did not let go of the connection within "
                       "%d ms: keeping its memory %d ms longer",
-                      (int)apr_time_as_msec(VTHREAD_MPM_WAIT),
-                      (int)apr_time_as_msec(VTHREAD_GRACE_UNSEEN));
+                      (int)apr_time_as_msec(VTM_MPM_WAIT),
+                      (int)apr_time_as_msec(VTM_GRACE_UNSEEN));
     }
 }
 
 /* Wait on a fiber; off one, or once cancelled (child exit, when the MPM
  * workers are gone), sleep the thread. */
-static void vthread_conn_pause_until(apr_time_t when)
+static void vtm_conn_pause_until(apr_time_t when)
 {
     apr_time_t now;
 

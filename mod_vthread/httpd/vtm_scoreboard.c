@@ -14,10 +14,10 @@
  * in general (ThreadLimit may leave none beside ThreadsPerChild).
  *
  * What is safe is one writer per slot, each worker writing its own:
- * - vthread_scoreboard_count() (log_transaction hook) adds an offloaded
+ * - vtm_scoreboard_count() (log_transaction hook) adds an offloaded
  *   request, logged on a fiber with c->sbh NULL, to per-child atomic
  *   totals, exactly as ap_increment_counts() would measure it;
- * - vthread_scoreboard_flush(), run on MPM workers only (from our handler
+ * - vtm_scoreboard_flush(), run on MPM workers only (from our handler
  *   hook, which runs first for every request, and from our callback),
  *   moves those totals into the calling worker's own slot. mod_status
  *   sums all slots, so "Total Accesses" and "Total kBytes" are right, and
@@ -37,96 +37,96 @@
 #include <ap_mpm.h>
 #include <scoreboard.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 
 APLOG_USE_MODULE(vthread);
 
-static int vthread_sb_threads_per_child;
-static int vthread_sb_thread_limit;
-static int vthread_sb_server_limit;
+static int vtm_sb_threads_per_child;
+static int vtm_sb_thread_limit;
+static int vtm_sb_server_limit;
 /** This child's row in the scoreboard, or -1 until an MPM worker found
  *  it. */
-static atomic_int vthread_sb_child = -1;
+static atomic_int vtm_sb_child = -1;
 /** This thread's column: -2 not looked up yet, -1 not an MPM worker. */
-static _Thread_local int vthread_sb_worker_slot = -2;
+static _Thread_local int vtm_sb_worker_slot = -2;
 /** Offloaded requests logged and not yet added to a worker's slot. */
-static atomic_ulong vthread_sb_accesses;
-static atomic_llong vthread_sb_bytes;
+static atomic_ulong vtm_sb_accesses;
+static atomic_llong vtm_sb_bytes;
 
-void vthread_scoreboard_child_init(void)
+void vtm_scoreboard_child_init(void)
 {
-    vthread_sb_threads_per_child = 0;
-    vthread_sb_thread_limit = 0;
-    vthread_sb_server_limit = 0;
-    ap_mpm_query(AP_MPMQ_MAX_THREADS, &vthread_sb_threads_per_child);
-    ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &vthread_sb_thread_limit);
-    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &vthread_sb_server_limit);
-    atomic_store(&vthread_sb_child, -1);
-    atomic_store(&vthread_sb_accesses, 0);
-    atomic_store(&vthread_sb_bytes, 0);
+    vtm_sb_threads_per_child = 0;
+    vtm_sb_thread_limit = 0;
+    vtm_sb_server_limit = 0;
+    ap_mpm_query(AP_MPMQ_MAX_THREADS, &vtm_sb_threads_per_child);
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_THREADS, &vtm_sb_thread_limit);
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &vtm_sb_server_limit);
+    atomic_store(&vtm_sb_child, -1);
+    atomic_store(&vtm_sb_accesses, 0);
+    atomic_store(&vtm_sb_bytes, 0);
 }
 
-void vthread_scoreboard_locate(void)
+void vtm_scoreboard_locate(void)
 {
     apr_os_thread_t me;
     pid_t pid;
     int i, j, first, last;
 
-    if (vthread_sb_worker_slot != -2) {
+    if (vtm_sb_worker_slot != -2) {
         return;
     }
-    vthread_sb_worker_slot = -1;
+    vtm_sb_worker_slot = -1;
     if (!ap_scoreboard_image || vthread_on_fiber()
-        || vthread_sb_threads_per_child < 1) {
+        || vtm_sb_threads_per_child < 1) {
         return;
     }
     me = apr_os_thread_current();
     pid = getpid();
-    first = atomic_load(&vthread_sb_child);
+    first = atomic_load(&vtm_sb_child);
     last = first;
     if (first < 0) {
         first = 0;
-        last = vthread_sb_server_limit - 1;
+        last = vtm_sb_server_limit - 1;
     }
     for (i = first; i <= last; i++) {
-        for (j = 0; j < vthread_sb_threads_per_child
-                    && j < vthread_sb_thread_limit; j++) {
+        for (j = 0; j < vtm_sb_threads_per_child
+                    && j < vtm_sb_thread_limit; j++) {
             worker_score *ws = &ap_scoreboard_image->servers[i][j];
 
             if (ws->pid == pid && apr_os_thread_equal(ws->tid, me)) {
-                atomic_store(&vthread_sb_child, i);
-                vthread_sb_worker_slot = j;
+                atomic_store(&vtm_sb_child, i);
+                vtm_sb_worker_slot = j;
                 return;
             }
         }
     }
 }
 
-ap_sb_handle_t *vthread_scoreboard_worker(vthread_conn_t *conn)
+ap_sb_handle_t *vtm_scoreboard_worker(vtm_conn_t *conn)
 {
     int child;
 
-    vthread_scoreboard_locate();
-    child = atomic_load(&vthread_sb_child);
-    if (child < 0 || vthread_sb_worker_slot < 0) {
+    vtm_scoreboard_locate();
+    child = atomic_load(&vtm_sb_child);
+    if (child < 0 || vtm_sb_worker_slot < 0) {
         return NULL;
     }
     if (!conn->sbh_worker) {
         ap_create_sb_handle(&conn->sbh_worker, conn->c->pool, child,
-                            vthread_sb_worker_slot);
+                            vtm_sb_worker_slot);
     }
     else {
         ap_update_sb_handle(conn->sbh_worker, child,
-                            vthread_sb_worker_slot);
+                            vtm_sb_worker_slot);
     }
     return conn->sbh_worker;
 }
 
-int vthread_scoreboard_count(request_rec *r)
+int vtm_scoreboard_count(request_rec *r)
 {
     apr_off_t bytes;
 
-    const vthread_conn_t *conn;
+    const vtm_conn_t *conn;
 
     /* Only what ap_increment_counts() skips: a request logged without a
      * scoreboard handle because it was offloaded, or read on the fiber of
@@ -134,7 +134,7 @@ int vthread_scoreboard_count(request_rec *r)
     if (!ap_extended_status || r->connection->sbh) {
         return DECLINED;
     }
-    conn = vthread_conn_get(r->connection);
+    conn = vtm_conn_get(r->connection);
     if (!ap_get_module_config(r->request_config, &vthread_module)
         && !(conn && conn->owned)) {
         return DECLINED;
@@ -145,29 +145,29 @@ int vthread_scoreboard_count(request_rec *r)
     else {
         bytes = r->bytes_sent;
     }
-    atomic_fetch_add(&vthread_sb_accesses, 1);
-    atomic_fetch_add(&vthread_sb_bytes, (long long)bytes);
+    atomic_fetch_add(&vtm_sb_accesses, 1);
+    atomic_fetch_add(&vtm_sb_bytes, (long long)bytes);
     return DECLINED;
 }
 
-void vthread_scoreboard_flush(void)
+void vtm_scoreboard_flush(void)
 {
     worker_score *ws;
     unsigned long n;
     long long bytes;
     int child;
 
-    if (!atomic_load_explicit(&vthread_sb_accesses, memory_order_relaxed)) {
+    if (!atomic_load_explicit(&vtm_sb_accesses, memory_order_relaxed)) {
         return;
     }
-    vthread_scoreboard_locate();
-    child = atomic_load(&vthread_sb_child);
-    if (child < 0 || vthread_sb_worker_slot < 0) {
+    vtm_scoreboard_locate();
+    child = atomic_load(&vtm_sb_child);
+    if (child < 0 || vtm_sb_worker_slot < 0) {
         return;
     }
-    n = atomic_exchange(&vthread_sb_accesses, 0);
-    bytes = atomic_exchange(&vthread_sb_bytes, 0);
-    ws = &ap_scoreboard_image->servers[child][vthread_sb_worker_slot];
+    n = atomic_exchange(&vtm_sb_accesses, 0);
+    bytes = atomic_exchange(&vtm_sb_bytes, 0);
+    ws = &ap_scoreboard_image->servers[child][vtm_sb_worker_slot];
     ws->access_count += n;
     ws->my_access_count += n;
     ws->bytes_served += bytes;

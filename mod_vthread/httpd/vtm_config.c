@@ -20,84 +20,84 @@
 #include <apr_lib.h>
 #include <apr_strings.h>
 
-#include "vthread_config.h"
-#include "vthread_glue.h"
+#include "vtm_config.h"
+#include "vtm_glue.h"
 
-static const char *vthread_set_handler(cmd_parms *cmd, void *dirconf,
+static const char *vtm_set_handler(cmd_parms *cmd, void *dirconf,
                                        int argc, char *const argv[]);
-static const char *vthread_set_carriers(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_carriers(cmd_parms *cmd, void *dummy,
                                         const char *arg);
-static const char *vthread_set_stack_size(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_stack_size(cmd_parms *cmd, void *dummy,
                                           const char *arg);
-static const char *vthread_set_max_fibers(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_max_fibers(cmd_parms *cmd, void *dummy,
                                           const char *arg);
-static const char *vthread_set_overflow(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_overflow(cmd_parms *cmd, void *dummy,
                                         const char *arg);
-static const char *vthread_set_pinned_warn(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_pinned_warn(cmd_parms *cmd, void *dummy,
                                            const char *arg);
-static const char *vthread_check_field(cmd_parms *cmd,
-                                       const vthread_srv_conf_t *sc,
+static const char *vtm_check_field(cmd_parms *cmd,
+                                       const vtm_srv_conf_t *sc,
                                        const char *arg, const char *allowed);
 
-const command_rec vthread_cmds[] = {
-    AP_INIT_TAKE_ARGV("VThreadHandler", vthread_set_handler, NULL,
+const command_rec vtm_cmds[] = {
+    AP_INIT_TAKE_ARGV("VThreadHandler", vtm_set_handler, NULL,
                       OR_FILEINFO,
                       "On | Off | handler-name [handler-name] ...: run the "
                       "handler of this location on a fiber"),
-    AP_INIT_TAKE1("VThreadCarriers", vthread_set_carriers, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("VThreadCarriers", vtm_set_carriers, NULL, RSRC_CONF,
                   "carrier threads per child: a number, or 'auto' (one per "
                   "online CPU, the default)"),
-    AP_INIT_TAKE1("VThreadStackSize", vthread_set_stack_size, NULL,
+    AP_INIT_TAKE1("VThreadStackSize", vtm_set_stack_size, NULL,
                   RSRC_CONF,
                   "stack per fiber in bytes, or with a K or M suffix "
                   "(default 256K)"),
-    AP_INIT_TAKE1("VThreadMaxFibers", vthread_set_max_fibers, NULL,
+    AP_INIT_TAKE1("VThreadMaxFibers", vtm_set_max_fibers, NULL,
                   RSRC_CONF,
                   "fibers alive at once per child; 0 means unlimited "
                   "(default 10000)"),
-    AP_INIT_TAKE1("VThreadOverflow", vthread_set_overflow, NULL, RSRC_CONF,
+    AP_INIT_TAKE1("VThreadOverflow", vtm_set_overflow, NULL, RSRC_CONF,
                   "503 | inline: what a request gets when VThreadMaxFibers "
                   "is reached (default 503)"),
-    AP_INIT_TAKE1("VThreadPinnedWarn", vthread_set_pinned_warn, NULL,
+    AP_INIT_TAKE1("VThreadPinnedWarn", vtm_set_pinned_warn, NULL,
                   RSRC_CONF,
                   "log a fiber that holds its carrier this long, e.g. "
                   "100ms or 1s; 0 or Off disables (default 100ms)"),
     { NULL }
 };
 
-void *vthread_config_create_dir(apr_pool_t *p, char *dir)
+void *vtm_config_create_dir(apr_pool_t *p, char *dir)
 {
-    vthread_dir_conf_t *dc = apr_pcalloc(p, sizeof(*dc));
+    vtm_dir_conf_t *dc = apr_pcalloc(p, sizeof(*dc));
 
     (void)dir;
-    dc->mode = VTHREAD_HANDLER_UNSET;
+    dc->mode = VTM_HANDLER_UNSET;
     return dc;
 }
 
-void *vthread_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
+void *vtm_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
 {
-    vthread_dir_conf_t *base = basev;
-    vthread_dir_conf_t *add = addv;
-    vthread_dir_conf_t *dc = apr_palloc(p, sizeof(*dc));
+    vtm_dir_conf_t *base = basev;
+    vtm_dir_conf_t *add = addv;
+    vtm_dir_conf_t *dc = apr_palloc(p, sizeof(*dc));
 
-    *dc = (add->mode != VTHREAD_HANDLER_UNSET) ? *add : *base;
+    *dc = (add->mode != VTM_HANDLER_UNSET) ? *add : *base;
     return dc;
 }
 
-void *vthread_config_create_srv(apr_pool_t *p, server_rec *s)
+void *vtm_config_create_srv(apr_pool_t *p, server_rec *s)
 {
-    vthread_srv_conf_t *sc = apr_pcalloc(p, sizeof(*sc));
+    vtm_srv_conf_t *sc = apr_pcalloc(p, sizeof(*sc));
 
     (void)s;
     sc->carriers = 0;
     sc->stack_size = VT_DEFAULT_STACK_SIZE;
-    sc->max_fibers = VTHREAD_DEFAULT_MAX_FIBERS;
-    sc->overflow = VTHREAD_OVERFLOW_REJECT;
-    sc->pinned_warn = VTHREAD_DEFAULT_PINNED_WARN;
+    sc->max_fibers = VTM_DEFAULT_MAX_FIBERS;
+    sc->overflow = VTM_OVERFLOW_REJECT;
+    sc->pinned_warn = VTM_DEFAULT_PINNED_WARN;
     return sc;
 }
 
-const vthread_srv_conf_t *vthread_config_srv(server_rec *s)
+const vtm_srv_conf_t *vtm_config_srv(server_rec *s)
 {
     server_rec *main_server = ap_server_conf ? ap_server_conf : s;
 
@@ -107,7 +107,7 @@ const vthread_srv_conf_t *vthread_config_srv(server_rec *s)
                                 &vthread_module);
 }
 
-int vthread_config_wants(const vthread_dir_conf_t *dc, const char *handler)
+int vtm_config_wants(const vtm_dir_conf_t *dc, const char *handler)
 {
     int i;
 
@@ -115,9 +115,9 @@ int vthread_config_wants(const vthread_dir_conf_t *dc, const char *handler)
         return 0;
     }
     switch (dc->mode) {
-    case VTHREAD_HANDLER_ON:
+    case VTM_HANDLER_ON:
         return 1;
-    case VTHREAD_HANDLER_LIST:
+    case VTM_HANDLER_LIST:
         if (!handler) {
             return 0;
         }
@@ -133,7 +133,7 @@ int vthread_config_wants(const vthread_dir_conf_t *dc, const char *handler)
     }
 }
 
-void vthread_config_runtime(const vthread_srv_conf_t *sc,
+void vtm_config_runtime(const vtm_srv_conf_t *sc,
                             vt_runtime_config_t *rc)
 {
     vt_runtime_config_default(rc);
@@ -145,26 +145,26 @@ void vthread_config_runtime(const vthread_srv_conf_t *sc,
 
 /* ------------------------------------------------------------------ */
 
-static const char *vthread_set_handler(cmd_parms *cmd, void *dirconf,
+static const char *vtm_set_handler(cmd_parms *cmd, void *dirconf,
                                        int argc, char *const argv[])
 {
-    vthread_dir_conf_t *dc = dirconf;
+    vtm_dir_conf_t *dc = dirconf;
     int i;
 
     if (argc < 1) {
         return "VThreadHandler needs On, Off, or one or more handler names";
     }
     if (argc == 1 && !strcasecmp(argv[0], "On")) {
-        dc->mode = VTHREAD_HANDLER_ON;
+        dc->mode = VTM_HANDLER_ON;
         dc->names = NULL;
         return NULL;
     }
     if (argc == 1 && !strcasecmp(argv[0], "Off")) {
-        dc->mode = VTHREAD_HANDLER_OFF;
+        dc->mode = VTM_HANDLER_OFF;
         dc->names = NULL;
         return NULL;
     }
-    dc->mode = VTHREAD_HANDLER_LIST;
+    dc->mode = VTM_HANDLER_LIST;
     dc->names = apr_array_make(cmd->pool, argc, sizeof(const char *));
     for (i = 0; i < argc; i++) {
         char *name;
@@ -184,7 +184,7 @@ static const char *vthread_set_handler(cmd_parms *cmd, void *dirconf,
 }
 
 /* Parse a whole decimal number; @return 0 if @a arg is not one. */
-static int vthread_parse_number(const char *arg, apr_int64_t *out,
+static int vtm_parse_number(const char *arg, apr_int64_t *out,
                                 const char **rest)
 {
     char *end = NULL;
@@ -201,10 +201,10 @@ static int vthread_parse_number(const char *arg, apr_int64_t *out,
     return 1;
 }
 
-static const char *vthread_set_carriers(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_carriers(cmd_parms *cmd, void *dummy,
                                         const char *arg)
 {
-    vthread_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
+    vtm_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
                                                   &vthread_module);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *rest;
@@ -218,7 +218,7 @@ static const char *vthread_set_carriers(cmd_parms *cmd, void *dummy,
         sc->carriers = 0;
         return NULL;
     }
-    if (!vthread_parse_number(arg, &n, &rest) || *rest
+    if (!vtm_parse_number(arg, &n, &rest) || *rest
         || n < 1 || n > VT_MAX_CARRIERS) {
         return apr_psprintf(cmd->pool,
                             "VThreadCarriers: '%s' is not allowed; allowed: "
@@ -226,13 +226,13 @@ static const char *vthread_set_carriers(cmd_parms *cmd, void *dummy,
                             arg, VT_MAX_CARRIERS);
     }
     sc->carriers = (int)n;
-    return vthread_check_field(cmd, sc, arg, "1 to 256, or auto");
+    return vtm_check_field(cmd, sc, arg, "1 to 256, or auto");
 }
 
-static const char *vthread_set_stack_size(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_stack_size(cmd_parms *cmd, void *dummy,
                                           const char *arg)
 {
-    vthread_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
+    vtm_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
                                                   &vthread_module);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *allowed = apr_psprintf(cmd->pool,
@@ -247,7 +247,7 @@ static const char *vthread_set_stack_size(cmd_parms *cmd, void *dummy,
     if (err) {
         return err;
     }
-    if (!vthread_parse_number(arg, &n, &rest)) {
+    if (!vtm_parse_number(arg, &n, &rest)) {
         return apr_psprintf(cmd->pool, "VThreadStackSize: '%s' is not a "
                             "size; allowed: %s", arg, allowed);
     }
@@ -265,13 +265,13 @@ static const char *vthread_set_stack_size(cmd_parms *cmd, void *dummy,
         n = VT_MAX_STACK_SIZE / scale + 1;  /* too big either way */
     }
     sc->stack_size = (apr_size_t)(n * scale);
-    return vthread_check_field(cmd, sc, arg, allowed);
+    return vtm_check_field(cmd, sc, arg, allowed);
 }
 
-static const char *vthread_set_max_fibers(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_max_fibers(cmd_parms *cmd, void *dummy,
                                           const char *arg)
 {
-    vthread_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
+    vtm_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
                                                   &vthread_module);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     const char *rest;
@@ -281,7 +281,7 @@ static const char *vthread_set_max_fibers(cmd_parms *cmd, void *dummy,
     if (err) {
         return err;
     }
-    if (!vthread_parse_number(arg, &n, &rest) || *rest
+    if (!vtm_parse_number(arg, &n, &rest) || *rest
         || n > (apr_int64_t)APR_UINT32_MAX) {
         return apr_psprintf(cmd->pool,
                             "VThreadMaxFibers: '%s' is not allowed; allowed: "
@@ -289,14 +289,14 @@ static const char *vthread_set_max_fibers(cmd_parms *cmd, void *dummy,
                             arg, APR_UINT32_MAX);
     }
     sc->max_fibers = (apr_uint32_t)n;
-    return vthread_check_field(cmd, sc, arg,
+    return vtm_check_field(cmd, sc, arg,
                                "a whole number, or 0 for no limit");
 }
 
-static const char *vthread_set_overflow(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_overflow(cmd_parms *cmd, void *dummy,
                                         const char *arg)
 {
-    vthread_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
+    vtm_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
                                                   &vthread_module);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
 
@@ -305,10 +305,10 @@ static const char *vthread_set_overflow(cmd_parms *cmd, void *dummy,
         return err;
     }
     if (!strcmp(arg, "503")) {
-        sc->overflow = VTHREAD_OVERFLOW_REJECT;
+        sc->overflow = VTM_OVERFLOW_REJECT;
     }
     else if (!strcasecmp(arg, "inline")) {
-        sc->overflow = VTHREAD_OVERFLOW_INLINE;
+        sc->overflow = VTM_OVERFLOW_INLINE;
     }
     else {
         return apr_psprintf(cmd->pool, "VThreadOverflow: '%s' is not "
@@ -317,10 +317,10 @@ static const char *vthread_set_overflow(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
-static const char *vthread_set_pinned_warn(cmd_parms *cmd, void *dummy,
+static const char *vtm_set_pinned_warn(cmd_parms *cmd, void *dummy,
                                            const char *arg)
 {
-    vthread_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
+    vtm_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config,
                                                   &vthread_module);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     apr_interval_time_t t;
@@ -341,19 +341,19 @@ static const char *vthread_set_pinned_warn(cmd_parms *cmd, void *dummy,
                             "or with a unit (e.g. 100ms, 2s), or Off", arg);
     }
     sc->pinned_warn = t;
-    return vthread_check_field(cmd, sc, arg,
+    return vtm_check_field(cmd, sc, arg,
                                "a duration such as 100ms or 2s, or Off");
 }
 
 /* Ask the runtime whether it accepts the settings read so far. */
-static const char *vthread_check_field(cmd_parms *cmd,
-                                       const vthread_srv_conf_t *sc,
+static const char *vtm_check_field(cmd_parms *cmd,
+                                       const vtm_srv_conf_t *sc,
                                        const char *arg, const char *allowed)
 {
     vt_runtime_config_t rc;
     const char *why = NULL;
 
-    vthread_config_runtime(sc, &rc);
+    vtm_config_runtime(sc, &rc);
     if (vt_runtime_config_check(&rc, &why) != APR_SUCCESS) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not allowed (%s); "
                             "allowed: %s", cmd->cmd->name, arg,

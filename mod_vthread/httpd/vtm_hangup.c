@@ -15,7 +15,7 @@
  * closed. The handler unwinds, the response finds the connection gone, and
  * the connection is closed and released as usual.
  *
- * The watch starts at the handler's first wait (vthread_hangup_arm): a
+ * The watch starts at the handler's first wait (vtm_hangup_arm): a
  * handler that never waits cannot be cancelled anyway, and most requests
  * of a busy server never wait, so they are spared the watch's epoll_ctl
  * pair and its lock (hello at c=100: 23,400 -> 26,100 req/s, means of 4
@@ -25,7 +25,7 @@
  * under a mutex by a token; an event carries the token, not a pointer, so
  * a late event for a connection no longer watched finds nothing. The
  * fiber handle is used only under that mutex while listed, and a fiber
- * unlists itself (vthread_hangup_unwatch) before its handler's connection
+ * unlists itself (vtm_hangup_unwatch) before its handler's connection
  * goes on, so the handle is valid whenever it is cancelled.
  *
  * Limit: a client that shuts down its sending side but still waits for
@@ -50,61 +50,61 @@
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 #include "vt_thread_name.h"
 
 APLOG_USE_MODULE(vthread);
 
 #ifdef __linux__
 
-static void *APR_THREAD_FUNC vthread_hangup_main(apr_thread_t *thread,
+static void *APR_THREAD_FUNC vtm_hangup_main(apr_thread_t *thread,
                                                  void *data);
-static void vthread_hangup_seen(apr_uint64_t token);
+static void vtm_hangup_seen(apr_uint64_t token);
 
-static int vthread_hangup_epfd = -1;
-static int vthread_hangup_stopfd = -1;
-static apr_thread_t *vthread_hangup_thread;
-/* Under the mutex: token -> vthread_conn_t (key: &conn->hangup_token). */
-static apr_thread_mutex_t *vthread_hangup_mutex;
-static apr_hash_t *vthread_hangup_table;
-static apr_uint64_t vthread_hangup_next;
+static int vtm_hangup_epfd = -1;
+static int vtm_hangup_stopfd = -1;
+static apr_thread_t *vtm_hangup_thread;
+/* Under the mutex: token -> vtm_conn_t (key: &conn->hangup_token). */
+static apr_thread_mutex_t *vtm_hangup_mutex;
+static apr_hash_t *vtm_hangup_table;
+static apr_uint64_t vtm_hangup_next;
 
-apr_status_t vthread_hangup_child_init(apr_pool_t *pchild)
+apr_status_t vtm_hangup_child_init(apr_pool_t *pchild)
 {
     struct epoll_event ev;
     apr_threadattr_t *attr;
     apr_pool_t *p;
     apr_status_t rv;
 
-    vthread_hangup_next = 0;
-    vthread_hangup_epfd = epoll_create1(EPOLL_CLOEXEC);
-    vthread_hangup_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vthread_hangup_epfd < 0 || vthread_hangup_stopfd < 0) {
+    vtm_hangup_next = 0;
+    vtm_hangup_epfd = epoll_create1(EPOLL_CLOEXEC);
+    vtm_hangup_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vtm_hangup_epfd < 0 || vtm_hangup_stopfd < 0) {
         rv = APR_FROM_OS_ERROR(errno);
         goto fail;
     }
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u64 = 0;  /* tokens start at 1 */
-    if (epoll_ctl(vthread_hangup_epfd, EPOLL_CTL_ADD, vthread_hangup_stopfd,
+    if (epoll_ctl(vtm_hangup_epfd, EPOLL_CTL_ADD, vtm_hangup_stopfd,
                   &ev) < 0) {
         rv = APR_FROM_OS_ERROR(errno);
         goto fail;
     }
     /* The table's pool is used under the mutex only. */
     if ((rv = apr_pool_create(&p, pchild)) != APR_SUCCESS
-        || (rv = apr_thread_mutex_create(&vthread_hangup_mutex,
+        || (rv = apr_thread_mutex_create(&vtm_hangup_mutex,
                                          APR_THREAD_MUTEX_DEFAULT,
                                          pchild)) != APR_SUCCESS) {
         goto fail;
     }
-    vthread_hangup_table = apr_hash_make(p);
+    vtm_hangup_table = apr_hash_make(p);
     apr_threadattr_create(&attr, pchild);
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
-    rv = ap_thread_create(&vthread_hangup_thread, attr, vthread_hangup_main,
+    rv = ap_thread_create(&vtm_hangup_thread, attr, vtm_hangup_main,
                           NULL, pchild);
 #else
-    rv = apr_thread_create(&vthread_hangup_thread, attr, vthread_hangup_main,
+    rv = apr_thread_create(&vtm_hangup_thread, attr, vtm_hangup_main,
                            NULL, pchild);
 #endif
     if (rv != APR_SUCCESS) {
@@ -116,76 +116,76 @@ fail:
     ap_log_error(APLOG_MARK, APLOG_WARNING, rv, ap_server_conf, APLOGNO(10915)
                  "cannot watch clients for hang-ups: fibers of departed "
                  "clients run until their waits end");
-    vthread_hangup_child_exit();
+    vtm_hangup_child_exit();
     return rv;
 }
 
-void vthread_hangup_child_exit(void)
+void vtm_hangup_child_exit(void)
 {
     apr_status_t rv;
 
-    if (vthread_hangup_thread) {
+    if (vtm_hangup_thread) {
         apr_uint64_t one = 1;
 
-        if (write(vthread_hangup_stopfd, &one, sizeof(one)) < 0) {
+        if (write(vtm_hangup_stopfd, &one, sizeof(one)) < 0) {
             /* the counter cannot overflow here */
         }
-        apr_thread_join(&rv, vthread_hangup_thread);
-        vthread_hangup_thread = NULL;
+        apr_thread_join(&rv, vtm_hangup_thread);
+        vtm_hangup_thread = NULL;
     }
-    if (vthread_hangup_epfd >= 0) {
-        close(vthread_hangup_epfd);
-        vthread_hangup_epfd = -1;
+    if (vtm_hangup_epfd >= 0) {
+        close(vtm_hangup_epfd);
+        vtm_hangup_epfd = -1;
     }
-    if (vthread_hangup_stopfd >= 0) {
-        close(vthread_hangup_stopfd);
-        vthread_hangup_stopfd = -1;
+    if (vtm_hangup_stopfd >= 0) {
+        close(vtm_hangup_stopfd);
+        vtm_hangup_stopfd = -1;
     }
 }
 
-void vthread_hangup_watch(vthread_conn_t *conn)
+void vtm_hangup_watch(vtm_conn_t *conn)
 {
     struct epoll_event ev;
     apr_os_sock_t fd;
 
-    if (!vthread_hangup_thread || !conn->sock
+    if (!vtm_hangup_thread || !conn->sock
         || apr_os_sock_get(&fd, conn->sock) != APR_SUCCESS) {
         return;
     }
-    apr_thread_mutex_lock(vthread_hangup_mutex);
-    conn->hangup_token = ++vthread_hangup_next;
+    apr_thread_mutex_lock(vtm_hangup_mutex);
+    conn->hangup_token = ++vtm_hangup_next;
     conn->hangup_fiber = vt_fiber_current();
-    apr_hash_set(vthread_hangup_table, &conn->hangup_token,
+    apr_hash_set(vtm_hangup_table, &conn->hangup_token,
                  sizeof(conn->hangup_token), conn);
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLRDHUP | EPOLLONESHOT;
     ev.data.u64 = conn->hangup_token;
-    if (epoll_ctl(vthread_hangup_epfd, EPOLL_CTL_ADD, fd, &ev) < 0
+    if (epoll_ctl(vtm_hangup_epfd, EPOLL_CTL_ADD, fd, &ev) < 0
         && (errno != EEXIST
-            || epoll_ctl(vthread_hangup_epfd, EPOLL_CTL_MOD, fd, &ev) < 0)) {
-        apr_hash_set(vthread_hangup_table, &conn->hangup_token,
+            || epoll_ctl(vtm_hangup_epfd, EPOLL_CTL_MOD, fd, &ev) < 0)) {
+        apr_hash_set(vtm_hangup_table, &conn->hangup_token,
                      sizeof(conn->hangup_token), NULL);
         conn->hangup_token = 0;
         conn->hangup_fiber = NULL;
     }
-    apr_thread_mutex_unlock(vthread_hangup_mutex);
+    apr_thread_mutex_unlock(vtm_hangup_mutex);
 }
 
-static void vthread_hangup_watch_deferred(void *conn)
+static void vtm_hangup_watch_deferred(void *conn)
 {
-    vthread_hangup_watch(conn);
+    vtm_hangup_watch(conn);
 }
 
-void vthread_hangup_arm(vthread_conn_t *conn)
+void vtm_hangup_arm(vtm_conn_t *conn)
 {
     vt_fiber_t *f = vt_fiber_current();
 
     if (f) {
-        vt_fiber_on_first_wait(f, vthread_hangup_watch_deferred, conn);
+        vt_fiber_on_first_wait(f, vtm_hangup_watch_deferred, conn);
     }
 }
 
-void vthread_hangup_unwatch(vthread_conn_t *conn)
+void vtm_hangup_unwatch(vtm_conn_t *conn)
 {
     vt_fiber_t *f = vt_fiber_current();
     apr_os_sock_t fd;
@@ -196,18 +196,18 @@ void vthread_hangup_unwatch(vthread_conn_t *conn)
     if (!conn->hangup_token) {
         return;
     }
-    apr_thread_mutex_lock(vthread_hangup_mutex);
-    apr_hash_set(vthread_hangup_table, &conn->hangup_token,
+    apr_thread_mutex_lock(vtm_hangup_mutex);
+    apr_hash_set(vtm_hangup_table, &conn->hangup_token,
                  sizeof(conn->hangup_token), NULL);
     if (apr_os_sock_get(&fd, conn->sock) == APR_SUCCESS) {
-        epoll_ctl(vthread_hangup_epfd, EPOLL_CTL_DEL, fd, NULL);
+        epoll_ctl(vtm_hangup_epfd, EPOLL_CTL_DEL, fd, NULL);
     }
     conn->hangup_token = 0;
     conn->hangup_fiber = NULL;
-    apr_thread_mutex_unlock(vthread_hangup_mutex);
+    apr_thread_mutex_unlock(vtm_hangup_mutex);
 }
 
-static void *APR_THREAD_FUNC vthread_hangup_main(apr_thread_t *thread,
+static void *APR_THREAD_FUNC vtm_hangup_main(apr_thread_t *thread,
                                                  void *data)
 {
     struct epoll_event evs[64];
@@ -216,7 +216,7 @@ static void *APR_THREAD_FUNC vthread_hangup_main(apr_thread_t *thread,
     (void)data;
     vt_thread_name("hangup", -1);
     for (;;) {
-        n = epoll_wait(vthread_hangup_epfd, evs, 64, -1);
+        n = epoll_wait(vtm_hangup_epfd, evs, 64, -1);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -228,21 +228,21 @@ static void *APR_THREAD_FUNC vthread_hangup_main(apr_thread_t *thread,
                 apr_thread_exit(thread, APR_SUCCESS);
                 return NULL;
             }
-            vthread_hangup_seen(evs[i].data.u64);
+            vtm_hangup_seen(evs[i].data.u64);
         }
     }
     apr_thread_exit(thread, APR_SUCCESS);
     return NULL;
 }
 
-static void vthread_hangup_seen(apr_uint64_t token)
+static void vtm_hangup_seen(apr_uint64_t token)
 {
-    vthread_conn_t *conn;
+    vtm_conn_t *conn;
     apr_os_sock_t fd;
     int unread = 0;
 
-    apr_thread_mutex_lock(vthread_hangup_mutex);
-    conn = apr_hash_get(vthread_hangup_table, &token, sizeof(token));
+    apr_thread_mutex_lock(vtm_hangup_mutex);
+    conn = apr_hash_get(vtm_hangup_table, &token, sizeof(token));
     if (conn) {
         /* Bytes still unread: pipelined requests before a half-close;
          * the client wants answers. */
@@ -258,32 +258,32 @@ static void vthread_hangup_seen(apr_uint64_t token)
             vt_fiber_cancel(conn->hangup_fiber);
         }
     }
-    apr_thread_mutex_unlock(vthread_hangup_mutex);
+    apr_thread_mutex_unlock(vtm_hangup_mutex);
 }
 
 #else /* !__linux__ */
 
-apr_status_t vthread_hangup_child_init(apr_pool_t *pchild)
+apr_status_t vtm_hangup_child_init(apr_pool_t *pchild)
 {
     (void)pchild;
     return APR_ENOTIMPL;
 }
 
-void vthread_hangup_child_exit(void)
+void vtm_hangup_child_exit(void)
 {
 }
 
-void vthread_hangup_watch(vthread_conn_t *conn)
-{
-    (void)conn;
-}
-
-void vthread_hangup_arm(vthread_conn_t *conn)
+void vtm_hangup_watch(vtm_conn_t *conn)
 {
     (void)conn;
 }
 
-void vthread_hangup_unwatch(vthread_conn_t *conn)
+void vtm_hangup_arm(vtm_conn_t *conn)
+{
+    (void)conn;
+}
+
+void vtm_hangup_unwatch(vtm_conn_t *conn)
 {
     (void)conn;
 }

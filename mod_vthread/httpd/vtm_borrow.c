@@ -7,7 +7,7 @@
  * fiber: it runs on an MPM worker while the fiber waits.
  *
  * Once mod_vthread owns a connection, its next requests are read on the
- * connection's fiber (vthread_conn.c), so that a keep-alive request to an
+ * connection's fiber (vtm_conn.c), so that a keep-alive request to an
  * offloaded location costs no thread switch at all. A request to a
  * location without VThreadHandler must still run its handler on an MPM
  * worker (it may block: a proxy, a CGI, a database). The fiber hands the
@@ -24,7 +24,7 @@
  * a request whose callback never runs must be failed by someone else: the
  * event MPM drops pending callbacks when its listener exits (ungraceful
  * stop), and the child then stops the runtime, which would wait for this
- * fiber forever. vthread_borrow_child_exit() runs first, after the MPM has
+ * fiber forever. vtm_borrow_child_exit() runs first, after the MPM has
  * joined its workers, and fails every request still waiting.
  */
 #include <httpd.h>
@@ -36,54 +36,54 @@
 
 #include <apr_thread_mutex.h>
 
-#include "vthread_glue.h"
+#include "vtm_glue.h"
 #include "vt_wait.h"
 
 APLOG_USE_MODULE(vthread);
 
 /** A request waiting for, or running on, an MPM worker; on its fiber's
  *  stack. */
-typedef struct vthread_borrow_t {
-    vthread_req_t *req;
+typedef struct vtm_borrow_t {
+    vtm_req_t *req;
     vt_waiter_t waiter;     /**< queued until the callback starts; claimed
                              *   by the worker, or at child exit */
     int status;             /**< the handler's result */
-} vthread_borrow_t;
+} vtm_borrow_t;
 
-static void vthread_borrow_on_worker(void *baton);
+static void vtm_borrow_on_worker(void *baton);
 
 /* Requests whose callback has not started, under the mutex. */
-static apr_thread_mutex_t *vthread_borrow_mutex;
-static vt_waitq_t vthread_borrow_waiting;
-static int vthread_borrow_closed;
+static apr_thread_mutex_t *vtm_borrow_mutex;
+static vt_waitq_t vtm_borrow_waiting;
+static int vtm_borrow_closed;
 
-apr_status_t vthread_borrow_child_init(apr_pool_t *pchild)
+apr_status_t vtm_borrow_child_init(apr_pool_t *pchild)
 {
-    vthread_borrow_waiting = (vt_waitq_t){ 0 };
-    vthread_borrow_closed = 0;
-    return apr_thread_mutex_create(&vthread_borrow_mutex,
+    vtm_borrow_waiting = (vt_waitq_t){ 0 };
+    vtm_borrow_closed = 0;
+    return apr_thread_mutex_create(&vtm_borrow_mutex,
                                    APR_THREAD_MUTEX_DEFAULT, pchild);
 }
 
-void vthread_borrow_child_exit(void)
+void vtm_borrow_child_exit(void)
 {
     vt_waiter_t *resume = NULL;
 
-    if (!vthread_borrow_mutex) {
+    if (!vtm_borrow_mutex) {
         return;
     }
-    apr_thread_mutex_lock(vthread_borrow_mutex);
-    vthread_borrow_closed = 1;
-    vt_waitq_claim_all(&vthread_borrow_waiting, APR_ECONNABORTED, &resume);
-    apr_thread_mutex_unlock(vthread_borrow_mutex);
+    apr_thread_mutex_lock(vtm_borrow_mutex);
+    vtm_borrow_closed = 1;
+    vt_waitq_claim_all(&vtm_borrow_waiting, APR_ECONNABORTED, &resume);
+    apr_thread_mutex_unlock(vtm_borrow_mutex);
     vt_waiter_resume_list(resume);
 }
 
-int vthread_borrow_run(vthread_req_t *req)
+int vtm_borrow_run(vtm_req_t *req)
 {
-    vthread_conn_t *conn = req->conn;
+    vtm_conn_t *conn = req->conn;
     request_rec *r = req->r;
-    vthread_borrow_t b = { 0 };
+    vtm_borrow_t b = { 0 };
     apr_status_t rv;
 
     b.req = req;
@@ -92,29 +92,29 @@ int vthread_borrow_run(vthread_req_t *req)
                   "no VThreadHandler here: handler \"%s\" runs on an MPM "
                   "worker", r->handler ? r->handler : "-");
 
-    apr_thread_mutex_lock(vthread_borrow_mutex);
-    if (vthread_borrow_closed) {
-        apr_thread_mutex_unlock(vthread_borrow_mutex);
+    apr_thread_mutex_lock(vtm_borrow_mutex);
+    if (vtm_borrow_closed) {
+        apr_thread_mutex_unlock(vtm_borrow_mutex);
         rv = APR_ECONNABORTED;
     }
     else {
-        vt_waitq_push(&vthread_borrow_waiting, &b.waiter);
-        apr_thread_mutex_unlock(vthread_borrow_mutex);
+        vt_waitq_push(&vtm_borrow_waiting, &b.waiter);
+        apr_thread_mutex_unlock(vtm_borrow_mutex);
         /* From here the worker may own the request and connection. */
         conn->fiber_io = 0;
-        rv = ap_mpm_register_timed_callback(0, vthread_borrow_on_worker,
+        rv = ap_mpm_register_timed_callback(0, vtm_borrow_on_worker,
                                             &b);
         if (rv != APR_SUCCESS) {
-            apr_thread_mutex_lock(vthread_borrow_mutex);
-            vt_waitq_unlink(&vthread_borrow_waiting, &b.waiter);
-            apr_thread_mutex_unlock(vthread_borrow_mutex);
+            apr_thread_mutex_lock(vtm_borrow_mutex);
+            vt_waitq_unlink(&vtm_borrow_waiting, &b.waiter);
+            apr_thread_mutex_unlock(vtm_borrow_mutex);
         }
         else {
             rv = vt_waiter_wait(&b.waiter, VT_PARK_SYNC, -1,
                                 VT_WAIT_UNCANCELLABLE);
         }
     }
-    vthread_conn_enter_fiber(conn);
+    vtm_conn_enter_fiber(conn);
     r->connection->sbh = NULL;
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, APLOGNO(10937)
@@ -128,30 +128,30 @@ int vthread_borrow_run(vthread_req_t *req)
 }
 
 /* On an MPM worker: what ap_invoke_handler() would have done here. */
-static void vthread_borrow_on_worker(void *baton)
+static void vtm_borrow_on_worker(void *baton)
 {
-    vthread_borrow_t *b = baton;
-    vthread_req_t *req = b->req;
+    vtm_borrow_t *b = baton;
+    vtm_req_t *req = b->req;
     conn_rec *c = req->r->connection;
     int status;
 
-    apr_thread_mutex_lock(vthread_borrow_mutex);
-    if (vthread_borrow_closed) {
+    apr_thread_mutex_lock(vtm_borrow_mutex);
+    if (vtm_borrow_closed) {
         /* Failed at child exit (every queued request was): the fiber has
          * moved on, and b with it; do not touch it. */
-        apr_thread_mutex_unlock(vthread_borrow_mutex);
+        apr_thread_mutex_unlock(vtm_borrow_mutex);
         return;
     }
-    vt_waitq_unlink(&vthread_borrow_waiting, &b->waiter);
-    apr_thread_mutex_unlock(vthread_borrow_mutex);
+    vt_waitq_unlink(&vtm_borrow_waiting, &b->waiter);
+    apr_thread_mutex_unlock(vtm_borrow_mutex);
 
 #if AP_MODULE_MAGIC_AT_LEAST(20120211, 122)
     c->current_thread = ap_thread_current();
 #endif
-    vthread_scoreboard_flush();
-    c->sbh = vthread_scoreboard_worker(req->conn);
+    vtm_scoreboard_flush();
+    c->sbh = vtm_scoreboard_worker(req->conn);
     ap_update_child_status(c->sbh, SERVER_BUSY_WRITE, req->r);
-    status = vthread_handler_run(req);
+    status = vtm_handler_run(req);
     c->sbh = NULL;
     b->status = status;
     /* The last touch: the fiber may free b as soon as it is resumed. */

@@ -10,8 +10,8 @@
  * the runtime cannot tell cheaply, the glue tracks here:
  * - offloaded handlers running now, and connections mod_vthread owns in
  *   write completion, keep-alive wait or lingering close: each one is a
- *   vthread_track_t (in its vthread_req_t / vthread_conn_t) moved between
- *   kinds by vthread_status_track() from the thread that owns it;
+ *   vtm_track_t (in its vtm_req_t / vtm_conn_t) moved between
+ *   kinds by vtm_status_track() from the thread that owns it;
  * - connections owned (from the suspend hook to the pool's clear);
  * - offload decisions so far (fiber, inline, overflow-inline, 503).
  *
@@ -41,66 +41,66 @@
 #include <http_protocol.h>
 #include <mod_status.h>
 
-#include "vthread_config.h"
-#include "vthread_glue.h"
+#include "vtm_config.h"
+#include "vtm_glue.h"
 
 /** Slot 0 for threads that are not carriers, then one per carrier. */
-#define VTHREAD_STATUS_SLOTS (VT_MAX_CARRIERS + 1)
+#define VTM_STATUS_SLOTS (VT_MAX_CARRIERS + 1)
 
 typedef struct {
     _Alignas(64) atomic_int lock;   /* one cache line or more per slot */
-    vthread_track_t *head[VTHREAD_TRACK_KINDS];
-    vthread_track_t *tail[VTHREAD_TRACK_KINDS];
-    apr_uint32_t count[VTHREAD_TRACK_KINDS];
-} vthread_status_slot_t;
+    vtm_track_t *head[VTM_TRACK_KINDS];
+    vtm_track_t *tail[VTM_TRACK_KINDS];
+    apr_uint32_t count[VTM_TRACK_KINDS];
+} vtm_status_slot_t;
 
 /** What a status request reports, gathered first. */
 typedef struct {
     vt_carrier_stats_t sum;
     apr_uint32_t live;
-    apr_uint32_t count[VTHREAD_TRACK_KINDS];
-    apr_time_t oldest[VTHREAD_TRACK_KINDS];   /**< 0: none */
-    apr_uint64_t offload[VTHREAD_OFFLOAD_KINDS];
+    apr_uint32_t count[VTM_TRACK_KINDS];
+    apr_time_t oldest[VTM_TRACK_KINDS];   /**< 0: none */
+    apr_uint64_t offload[VTM_OFFLOAD_KINDS];
     apr_uint32_t owned;
-    int mem_kept;               /**< vthread_recycle_stats */
+    int mem_kept;               /**< vtm_recycle_stats */
     apr_uint64_t mem_reused;
     apr_time_t now;
-} vthread_status_view_t;
+} vtm_status_view_t;
 
-static int vthread_status_hook(request_rec *r, int flags);
-static void vthread_status_gather(vt_runtime_t *rt,
-                                  vthread_status_view_t *v);
-static apr_int64_t vthread_status_age_ms(const vthread_status_view_t *v,
+static int vtm_status_hook(request_rec *r, int flags);
+static void vtm_status_gather(vt_runtime_t *rt,
+                                  vtm_status_view_t *v);
+static apr_int64_t vtm_status_age_ms(const vtm_status_view_t *v,
                                        int kind);
 static apr_int64_t
-vthread_status_conn_wait_ms(const vthread_status_view_t *v);
-static void vthread_status_html(request_rec *r, vt_runtime_t *rt,
-                                const vthread_status_view_t *v);
-static void vthread_status_lock(vthread_status_slot_t *s);
-static void vthread_status_unlock(vthread_status_slot_t *s);
-static apr_status_t vthread_status_disown(void *data);
+vtm_status_conn_wait_ms(const vtm_status_view_t *v);
+static void vtm_status_html(request_rec *r, vt_runtime_t *rt,
+                                const vtm_status_view_t *v);
+static void vtm_status_lock(vtm_status_slot_t *s);
+static void vtm_status_unlock(vtm_status_slot_t *s);
+static apr_status_t vtm_status_disown(void *data);
 
-static vthread_status_slot_t vthread_status_slots[VTHREAD_STATUS_SLOTS];
-static atomic_uint vthread_status_owned;
-static atomic_ullong vthread_status_offload[VTHREAD_OFFLOAD_KINDS];
+static vtm_status_slot_t vtm_status_slots[VTM_STATUS_SLOTS];
+static atomic_uint vtm_status_owned;
+static atomic_ullong vtm_status_offload[VTM_OFFLOAD_KINDS];
 
-void vthread_status_register(void)
+void vtm_status_register(void)
 {
-    APR_OPTIONAL_HOOK(ap, status_hook, vthread_status_hook, NULL, NULL,
+    APR_OPTIONAL_HOOK(ap, status_hook, vtm_status_hook, NULL, NULL,
                       APR_HOOK_MIDDLE);
 }
 
-void vthread_status_track(vthread_track_t *t, int kind)
+void vtm_status_track(vtm_track_t *t, int kind)
 {
-    vthread_status_slot_t *s;
+    vtm_status_slot_t *s;
     vt_fiber_t *f;
 
-    if (t->kind == VTHREAD_TRACK_NONE && kind == VTHREAD_TRACK_NONE) {
+    if (t->kind == VTM_TRACK_NONE && kind == VTM_TRACK_NONE) {
         return;
     }
-    if (t->kind != VTHREAD_TRACK_NONE) {
-        s = &vthread_status_slots[t->slot];
-        vthread_status_lock(s);
+    if (t->kind != VTM_TRACK_NONE) {
+        s = &vtm_status_slots[t->slot];
+        vtm_status_lock(s);
         if (t->prev) {
             t->prev->next = t->next;
         }
@@ -114,23 +114,23 @@ void vthread_status_track(vthread_track_t *t, int kind)
             s->tail[t->kind] = t->prev;
         }
         s->count[t->kind]--;
-        vthread_status_unlock(s);
+        vtm_status_unlock(s);
         t->prev = t->next = NULL;
-        t->kind = VTHREAD_TRACK_NONE;
+        t->kind = VTM_TRACK_NONE;
     }
-    if (kind <= VTHREAD_TRACK_NONE || kind >= VTHREAD_TRACK_KINDS) {
+    if (kind <= VTM_TRACK_NONE || kind >= VTM_TRACK_KINDS) {
         return;
     }
     f = vt_fiber_current();
     t->slot = f ? 1 + vt_fiber_carrier_index(f) : 0;
-    if (t->slot >= VTHREAD_STATUS_SLOTS) {
+    if (t->slot >= VTM_STATUS_SLOTS) {
         t->slot = 0;
     }
     t->kind = kind;
     t->since = apr_time_now();
     t->next = NULL;
-    s = &vthread_status_slots[t->slot];
-    vthread_status_lock(s);
+    s = &vtm_status_slots[t->slot];
+    vtm_status_lock(s);
     t->prev = s->tail[kind];
     if (t->prev) {
         t->prev->next = t;
@@ -140,51 +140,51 @@ void vthread_status_track(vthread_track_t *t, int kind)
     }
     s->tail[kind] = t;
     s->count[kind]++;
-    vthread_status_unlock(s);
+    vtm_status_unlock(s);
 }
 
-void vthread_status_own(vthread_conn_t *conn)
+void vtm_status_own(vtm_conn_t *conn)
 {
-    atomic_fetch_add_explicit(&vthread_status_owned, 1,
+    atomic_fetch_add_explicit(&vtm_status_owned, 1,
                               memory_order_relaxed);
-    apr_pool_cleanup_register(conn->c->pool, conn, vthread_status_disown,
+    apr_pool_cleanup_register(conn->c->pool, conn, vtm_status_disown,
                               apr_pool_cleanup_null);
 }
 
-void vthread_status_count(int how)
+void vtm_status_count(int how)
 {
-    if (how >= 0 && how < VTHREAD_OFFLOAD_KINDS) {
-        atomic_fetch_add_explicit(&vthread_status_offload[how], 1,
+    if (how >= 0 && how < VTM_OFFLOAD_KINDS) {
+        atomic_fetch_add_explicit(&vtm_status_offload[how], 1,
                                   memory_order_relaxed);
     }
 }
 
 /* c->pool cleanup of an owned connection: however it ends (teardown, or
  * given up to a handler that suspended it), it is no longer ours. */
-static apr_status_t vthread_status_disown(void *data)
+static apr_status_t vtm_status_disown(void *data)
 {
-    vthread_conn_t *conn = data;
+    vtm_conn_t *conn = data;
 
-    vthread_status_track(&conn->track, VTHREAD_TRACK_NONE);
-    atomic_fetch_sub_explicit(&vthread_status_owned, 1,
+    vtm_status_track(&conn->track, VTM_TRACK_NONE);
+    atomic_fetch_sub_explicit(&vtm_status_owned, 1,
                               memory_order_relaxed);
     return APR_SUCCESS;
 }
 
 /* ------------------------------------------------------------------ */
 
-static int vthread_status_hook(request_rec *r, int flags)
+static int vtm_status_hook(request_rec *r, int flags)
 {
-    vt_runtime_t *rt = vthread_child_runtime();
-    const vthread_srv_conf_t *sc = vthread_config_srv(r->server);
-    vthread_status_view_t v;
+    vt_runtime_t *rt = vtm_child_runtime();
+    const vtm_srv_conf_t *sc = vtm_config_srv(r->server);
+    vtm_status_view_t v;
 
     if (!rt) {
         return OK;
     }
-    vthread_status_gather(rt, &v);
+    vtm_status_gather(rt, &v);
     if (!(flags & AP_STATUS_SHORT)) {
-        vthread_status_html(r, rt, &v);
+        vtm_status_html(r, rt, &v);
         return OK;
     }
     ap_rprintf(r,
@@ -220,21 +220,21 @@ static int vthread_status_hook(request_rec *r, int flags)
                "VThreadConnWaitLongestMs: %" APR_INT64_T_FMT "\n"
                "VThreadConnMemoryKept: %d\n"
                "VThreadConnMemoryReused: %" APR_UINT64_T_FMT "\n",
-               v.count[VTHREAD_TRACK_HANDLER],
-               vthread_status_age_ms(&v, VTHREAD_TRACK_HANDLER),
-               v.offload[VTHREAD_OFFLOAD_FIBER],
-               v.offload[VTHREAD_OFFLOAD_INLINE],
-               v.offload[VTHREAD_OFFLOAD_OVERFLOW_INLINE],
-               v.offload[VTHREAD_OFFLOAD_503], v.owned,
-               v.count[VTHREAD_TRACK_WRITING],
-               v.count[VTHREAD_TRACK_KEEPALIVE],
-               v.count[VTHREAD_TRACK_LINGER],
-               vthread_status_conn_wait_ms(&v), v.mem_kept, v.mem_reused);
+               v.count[VTM_TRACK_HANDLER],
+               vtm_status_age_ms(&v, VTM_TRACK_HANDLER),
+               v.offload[VTM_OFFLOAD_FIBER],
+               v.offload[VTM_OFFLOAD_INLINE],
+               v.offload[VTM_OFFLOAD_OVERFLOW_INLINE],
+               v.offload[VTM_OFFLOAD_503], v.owned,
+               v.count[VTM_TRACK_WRITING],
+               v.count[VTM_TRACK_KEEPALIVE],
+               v.count[VTM_TRACK_LINGER],
+               vtm_status_conn_wait_ms(&v), v.mem_kept, v.mem_reused);
     return OK;
 }
 
-static void vthread_status_gather(vt_runtime_t *rt,
-                                  vthread_status_view_t *v)
+static void vtm_status_gather(vt_runtime_t *rt,
+                                  vtm_status_view_t *v)
 {
     vt_carrier_stats_t one;
     int i, k, n = vt_runtime_carriers(rt);
@@ -256,31 +256,31 @@ static void vthread_status_gather(vt_runtime_t *rt,
         v->sum.pinned += one.pinned;
     }
     v->live = vt_runtime_live(rt);
-    for (i = 0; i <= n && i < VTHREAD_STATUS_SLOTS; i++) {
-        vthread_status_slot_t *s = &vthread_status_slots[i];
+    for (i = 0; i <= n && i < VTM_STATUS_SLOTS; i++) {
+        vtm_status_slot_t *s = &vtm_status_slots[i];
 
-        vthread_status_lock(s);
-        for (k = VTHREAD_TRACK_NONE + 1; k < VTHREAD_TRACK_KINDS; k++) {
+        vtm_status_lock(s);
+        for (k = VTM_TRACK_NONE + 1; k < VTM_TRACK_KINDS; k++) {
             v->count[k] += s->count[k];
             if (s->head[k] && (!v->oldest[k]
                                || s->head[k]->since < v->oldest[k])) {
                 v->oldest[k] = s->head[k]->since;
             }
         }
-        vthread_status_unlock(s);
+        vtm_status_unlock(s);
     }
-    for (k = 0; k < VTHREAD_OFFLOAD_KINDS; k++) {
-        v->offload[k] = atomic_load_explicit(&vthread_status_offload[k],
+    for (k = 0; k < VTM_OFFLOAD_KINDS; k++) {
+        v->offload[k] = atomic_load_explicit(&vtm_status_offload[k],
                                              memory_order_relaxed);
     }
-    v->owned = atomic_load_explicit(&vthread_status_owned,
+    v->owned = atomic_load_explicit(&vtm_status_owned,
                                     memory_order_relaxed);
-    vthread_recycle_stats(&v->mem_kept, &v->mem_reused);
+    vtm_recycle_stats(&v->mem_kept, &v->mem_reused);
     v->now = apr_time_now();
 }
 
 /* How long the oldest item of @a kind has been in it (0: none). */
-static apr_int64_t vthread_status_age_ms(const vthread_status_view_t *v,
+static apr_int64_t vtm_status_age_ms(const vtm_status_view_t *v,
                                        int kind)
 {
     if (!v->oldest[kind] || v->oldest[kind] > v->now) {
@@ -292,13 +292,13 @@ static apr_int64_t vthread_status_age_ms(const vthread_status_view_t *v,
 /* The longest current wait of an owned connection (write completion,
  * keep-alive, lingering close). */
 static apr_int64_t
-vthread_status_conn_wait_ms(const vthread_status_view_t *v)
+vtm_status_conn_wait_ms(const vtm_status_view_t *v)
 {
     apr_int64_t ms = 0, one;
     int k;
 
-    for (k = VTHREAD_TRACK_WRITING; k <= VTHREAD_TRACK_LINGER; k++) {
-        one = vthread_status_age_ms(v, k);
+    for (k = VTM_TRACK_WRITING; k <= VTM_TRACK_LINGER; k++) {
+        one = vtm_status_age_ms(v, k);
         if (one > ms) {
             ms = one;
         }
@@ -306,8 +306,8 @@ vthread_status_conn_wait_ms(const vthread_status_view_t *v)
     return ms;
 }
 
-static void vthread_status_html(request_rec *r, vt_runtime_t *rt,
-                                const vthread_status_view_t *v)
+static void vtm_status_html(request_rec *r, vt_runtime_t *rt,
+                                const vtm_status_view_t *v)
 {
     vt_carrier_stats_t one;
     int i, n = vt_runtime_carriers(rt);
@@ -330,18 +330,18 @@ static void vthread_status_html(request_rec *r, vt_runtime_t *rt,
                "%" APR_UINT64_T_FMT " new connections started on it so "
                "far</dt>\n"
                "<dt>%u pinned-carrier reports so far</dt></dl>\n",
-               n, v->live, vthread_config_srv(r->server)->max_fibers,
+               n, v->live, vtm_config_srv(r->server)->max_fibers,
                v->sum.runnable, v->sum.parked_timer, v->sum.parked_io,
-               v->sum.parked_sync, v->count[VTHREAD_TRACK_HANDLER],
-               vthread_status_age_ms(v, VTHREAD_TRACK_HANDLER),
-               v->offload[VTHREAD_OFFLOAD_FIBER],
-               v->offload[VTHREAD_OFFLOAD_INLINE],
-               v->offload[VTHREAD_OFFLOAD_OVERFLOW_INLINE],
-               v->offload[VTHREAD_OFFLOAD_503], v->owned,
-               v->count[VTHREAD_TRACK_WRITING],
-               v->count[VTHREAD_TRACK_KEEPALIVE],
-               v->count[VTHREAD_TRACK_LINGER],
-               vthread_status_conn_wait_ms(v), v->mem_kept,
+               v->sum.parked_sync, v->count[VTM_TRACK_HANDLER],
+               vtm_status_age_ms(v, VTM_TRACK_HANDLER),
+               v->offload[VTM_OFFLOAD_FIBER],
+               v->offload[VTM_OFFLOAD_INLINE],
+               v->offload[VTM_OFFLOAD_OVERFLOW_INLINE],
+               v->offload[VTM_OFFLOAD_503], v->owned,
+               v->count[VTM_TRACK_WRITING],
+               v->count[VTM_TRACK_KEEPALIVE],
+               v->count[VTM_TRACK_LINGER],
+               vtm_status_conn_wait_ms(v), v->mem_kept,
                v->mem_reused, v->sum.pinned);
     ap_rputs("<table border=\"0\"><tr><th>Carrier</th><th>Live</th>"
              "<th>Runnable</th><th>Sleeping</th><th>I/O</th>"
@@ -368,7 +368,7 @@ static void vthread_status_html(request_rec *r, vt_runtime_t *rt,
 
 /* Held for a few list operations; only the status reader contends with
  * a carrier for its slot. */
-static void vthread_status_lock(vthread_status_slot_t *s)
+static void vtm_status_lock(vtm_status_slot_t *s)
 {
     int spins = 0;
 
@@ -379,7 +379,7 @@ static void vthread_status_lock(vthread_status_slot_t *s)
     }
 }
 
-static void vthread_status_unlock(vthread_status_slot_t *s)
+static void vtm_status_unlock(vtm_status_slot_t *s)
 {
     atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
