@@ -39,6 +39,8 @@
 
 #include "vthread.h"
 #include "vt_runtime.h"
+#include "vt_spawn.h"
+#include "vt_wait.h"
 #include "vt_fcontext.h"
 #include "vt_carrier.h"   /* vt_carrier_self/notify: see bench_spawn() */
 
@@ -170,9 +172,9 @@ typedef struct rt_handle_t {
 
 static int rt_start(rt_handle_t *h, int carriers)
 {
-    vt_runtime_config_t cfg;
+    vt_config_t cfg;
     apr_status_t rv;
-    vt_runtime_config_default(&cfg);
+    vt_config_default(&cfg);
     cfg.carriers = carriers;
     cfg.pinned_warn = 0;            /* no watchdog thread in the numbers */
     apr_pool_create(&h->pool, gpool);
@@ -197,14 +199,14 @@ static vt_fiber_t *start_fiber(vt_runtime_t *rt, vthread_fn_t fn, void *arg,
                                const char *label)
 {
     vt_fiber_t *f;
-    apr_status_t rv = vt_fiber_create(&f, rt, fn, arg, label);
+    apr_status_t rv = vt_spawn_create(&f, rt, fn, arg, label);
     if (rv != APR_SUCCESS) {
         char err[120];
-        fail("vt_fiber_create(%s): %s", label,
+        fail("vt_spawn_create(%s): %s", label,
              apr_strerror(rv, err, sizeof(err)));
         return NULL;
     }
-    vt_fiber_start(f);
+    vt_spawn_start(f);
     return f;
 }
 
@@ -215,7 +217,7 @@ static apr_status_t run_on_fiber(vt_runtime_t *rt, vthread_fn_t fn,
     apr_status_t result = APR_EGENERAL;
     vt_fiber_t *f = start_fiber(rt, fn, arg, label);
     if (f) {
-        vt_fiber_join(f, -1, &result);
+        vt_wait_join(f, -1, &result);
     }
     return result;
 }
@@ -280,8 +282,8 @@ static void bench_switch(void)
             rt_finish(&h);
             return;
         }
-        vt_fiber_join(a, -1, NULL);
-        vt_fiber_join(b, -1, NULL);
+        vt_wait_join(a, -1, NULL);
+        vt_wait_join(b, -1, NULL);
         vt_runtime_carrier_stats(h.rt, 0, &st1);
         ns_yield[r] = (double)(pp.t1 - pp.t0) / (2.0 * (double)iters);
         if (r == 0) {
@@ -623,7 +625,7 @@ static void bench_rss(void)
     for (int i = 0; i < 100; i++) {
         vt_fiber_t *f = start_fiber(h.rt, trivial, NULL, NULL);
         if (f) {
-            vt_fiber_join(f, -1, NULL);
+            vt_wait_join(f, -1, NULL);
         }
     }
     long before = rss_bytes();
@@ -635,7 +637,7 @@ static void bench_rss(void)
         if (!f) {
             break;
         }
-        vt_fiber_detach(f);
+        vt_spawn_detach(f);
         started++;
     }
     uint64_t t_created = now_ns();
@@ -775,9 +777,9 @@ static void bench_wake_thread(void)
     if (w) {
         wake_signaller(&wb);        /* this plain thread signals */
         if (wb.err != APR_SUCCESS) {
-            vt_fiber_cancel(w);
+            vt_spawn_cancel(w);
         }
-        vt_fiber_join(w, -1, NULL);
+        vt_wait_join(w, -1, NULL);
     }
     rt_finish(&h);
     if (wb.err != APR_SUCCESS || !w) {
@@ -811,13 +813,13 @@ static void bench_wake_fiber(void)
              wb.waiter_carrier);
     }
     if (s) {
-        vt_fiber_join(s, -1, NULL);
+        vt_wait_join(s, -1, NULL);
     }
     if (w) {
         if (wb.err != APR_SUCCESS || !s) {
-            vt_fiber_cancel(w);
+            vt_spawn_cancel(w);
         }
-        vt_fiber_join(w, -1, NULL);
+        vt_wait_join(w, -1, NULL);
     }
     rt_finish(&h);
     if (wb.err != APR_SUCCESS || !w || !s) {
@@ -899,7 +901,7 @@ static int sleep_round(rt_handle_t *h, sleep_bench_t *sb, long n,
         vthread_event_broadcast(sb->done);
         /* A fiber not yet parked on done when it was broadcast: */
         for (long i = 0; i < started; i++) {
-            while (vt_fiber_join(fibers[i], 10000, NULL) == APR_TIMEUP) {
+            while (vt_wait_join(fibers[i], 10000, NULL) == APR_TIMEUP) {
                 vthread_event_broadcast(sb->done);
                 vthread_event_broadcast(sb->go);
             }
@@ -907,7 +909,7 @@ static int sleep_round(rt_handle_t *h, sleep_bench_t *sb, long n,
     }
     else {
         for (long i = 0; i < started; i++) {
-            vt_fiber_join(fibers[i], -1, NULL);
+            vt_wait_join(fibers[i], -1, NULL);
         }
     }
     return started == n;

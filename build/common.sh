@@ -12,6 +12,10 @@ vt_configure() {
     local dir=$1
     shift
     mkdir -p "$VT_TOP/$dir"
+    # configure's header was vt_config.h before the runtime took that name
+    # (mod_vthread/runtime/vt_config.h); a stale copy in an old build
+    # directory would shadow it, since -I. comes first.
+    rm -f "$VT_TOP/$dir/vt_config.h"
     (cd "$VT_TOP/$dir" && "$VT_TOP/configure" "$@")
 }
 

@@ -16,6 +16,14 @@
 
 #include "vtm_config.h"
 #include "vtm_glue.h"
+#include "vtm_child.h"
+#include "vtm_conn.h"
+#include "vtm_filters.h"
+#include "vtm_handler.h"
+#include "vtm_lifecycle.h"
+#include "vtm_recycle.h"
+#include "vtm_scoreboard.h"
+#include "vtm_status.h"
 
 static void vtm_register_hooks(apr_pool_t *p)
 {
@@ -35,9 +43,9 @@ static void vtm_register_hooks(apr_pool_t *p)
                            APR_HOOK_MIDDLE);
     ap_hook_handler(vtm_handler_offload, NULL, NULL,
                     APR_HOOK_REALLY_FIRST);
-    ap_hook_suspend_connection(vtm_conn_suspended, NULL, NULL,
+    ap_hook_suspend_connection(vtm_handler_suspended, NULL, NULL,
                                APR_HOOK_MIDDLE);
-    ap_hook_post_read_request(vtm_conn_post_read_request, NULL, NULL,
+    ap_hook_post_read_request(vtm_lifecycle_post_read_request, NULL, NULL,
                               APR_HOOK_MIDDLE);
     ap_hook_log_transaction(vtm_scoreboard_count, NULL, NULL,
                             APR_HOOK_MIDDLE);

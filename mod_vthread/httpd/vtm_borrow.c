@@ -7,7 +7,7 @@
  * fiber: it runs on an MPM worker while the fiber waits.
  *
  * Once mod_vthread owns a connection, its next requests are read on the
- * connection's fiber (vtm_conn.c), so that a keep-alive request to an
+ * connection's fiber (vtm_lifecycle.c), so that a keep-alive request to an
  * offloaded location costs no thread switch at all. A request to a
  * location without VThreadHandler must still run its handler on an MPM
  * worker (it may block: a proxy, a CGI, a database). The fiber hands the
@@ -37,6 +37,10 @@
 #include <apr_thread_mutex.h>
 
 #include "vtm_glue.h"
+#include "vtm_borrow.h"
+#include "vtm_conn.h"
+#include "vtm_invoke.h"
+#include "vtm_scoreboard.h"
 #include "vt_wait.h"
 
 APLOG_USE_MODULE(vthread);
@@ -76,7 +80,7 @@ void vtm_borrow_child_exit(void)
     vtm_borrow_closed = 1;
     vt_waitq_claim_all(&vtm_borrow_waiting, APR_ECONNABORTED, &resume);
     apr_thread_mutex_unlock(vtm_borrow_mutex);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
 }
 
 int vtm_borrow_run(vtm_req_t *req)
@@ -87,7 +91,7 @@ int vtm_borrow_run(vtm_req_t *req)
     apr_status_t rv;
 
     b.req = req;
-    vt_waiter_init(&b.waiter);
+    vt_wait_init(&b.waiter);
     ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, r,
                   "no VThreadHandler here: handler \"%s\" runs on an MPM "
                   "worker", r->handler ? r->handler : "-");
@@ -110,7 +114,7 @@ int vtm_borrow_run(vtm_req_t *req)
             apr_thread_mutex_unlock(vtm_borrow_mutex);
         }
         else {
-            rv = vt_waiter_wait(&b.waiter, VT_PARK_SYNC, -1,
+            rv = vt_wait_park(&b.waiter, VT_PARK_SYNC, -1,
                                 VT_WAIT_UNCANCELLABLE);
         }
     }
@@ -151,11 +155,11 @@ static void vtm_borrow_on_worker(void *baton)
     vtm_scoreboard_flush();
     c->sbh = vtm_scoreboard_worker(req->conn);
     ap_update_child_status(c->sbh, SERVER_BUSY_WRITE, req->r);
-    status = vtm_handler_run(req);
+    status = vtm_invoke_handler(req);
     c->sbh = NULL;
     b->status = status;
     /* The last touch: the fiber may free b as soon as it is resumed. */
-    if (vt_waiter_claim(&b->waiter, APR_SUCCESS)) {
-        vt_waiter_resume(&b->waiter);
+    if (vt_waitq_claim(&b->waiter, APR_SUCCESS)) {
+        vt_wait_resume(&b->waiter);
     }
 }

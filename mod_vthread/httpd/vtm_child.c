@@ -14,7 +14,6 @@
  * owns a connection then closes and releases it. The runtime's own pchild
  * cleanup finds it stopped.
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 
 #include <httpd.h>
@@ -26,35 +25,27 @@
 
 #include "vtm_config.h"
 #include "vtm_glue.h"
+#include "vtm_borrow.h"
+#include "vtm_child.h"
+#include "vtm_lifecycle.h"
+#include "vtm_hangup.h"
+#include "vtm_listener.h"
+#include "vtm_reaper.h"
+#include "vtm_recycle.h"
+#include "vtm_scoreboard.h"
+#include "vtm_state.h"
+#include "vt_log.h"
 
 APLOG_USE_MODULE(vthread);
 
 static void vtm_child_log(void *baton, int level, int msg_id,
                               const char *msg);
 static apr_status_t vtm_child_exit(void *data);
+static void vtm_child_idle(void);
 static void vtm_child_warn_mpm(server_rec *s,
                                    const vtm_srv_conf_t *sc);
 static const char *vtm_child_directive(const ap_directive_t *d,
                                            const char *name);
-
-static vt_runtime_t *_Atomic vtm_rt;
-static atomic_int vtm_async;
-static atomic_int vtm_stopping;
-
-vt_runtime_t *vtm_child_runtime(void)
-{
-    return atomic_load_explicit(&vtm_rt, memory_order_acquire);
-}
-
-int vtm_child_is_async(void)
-{
-    return atomic_load_explicit(&vtm_async, memory_order_relaxed);
-}
-
-int vtm_child_is_stopping(void)
-{
-    return atomic_load_explicit(&vtm_stopping, memory_order_acquire);
-}
 
 int vtm_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
@@ -94,7 +85,7 @@ int vtm_child_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 void vtm_child_init(apr_pool_t *pchild, server_rec *s)
 {
     const vtm_srv_conf_t *sc = vtm_config_srv(s);
-    vt_runtime_config_t rc;
+    vt_config_t rc;
     vt_runtime_t *rt = NULL;
     apr_status_t rv;
     int async = 0;
@@ -102,8 +93,8 @@ void vtm_child_init(apr_pool_t *pchild, server_rec *s)
     if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) != APR_SUCCESS) {
         async = 0;
     }
-    atomic_store(&vtm_async, async);
-    atomic_store(&vtm_stopping, 0);
+    vtm_state_set_async(async);
+    vtm_state_set_stopping(0);
     vtm_listener_child_init();
 
     /* Before the reaper: pchild's cleanups run in reverse, and the
@@ -116,14 +107,14 @@ void vtm_child_init(apr_pool_t *pchild, server_rec *s)
                      "cannot set up the recycling of closed connections' "
                      "memory: every new connection maps its own");
     }
-    rv = vtm_reaper_child_init(pchild);
+    rv = vtm_reaper_child_init(pchild, vtm_child_idle);
     if (rv != APR_SUCCESS) {
         /* Not fatal: pools are then destroyed on the carriers. */
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, APLOGNO(10880)
                      "cannot start the pool reaper thread: closed "
                      "connections' memory is freed on the carriers");
     }
-    rv = vtm_conn_child_init(pchild);
+    rv = vtm_lifecycle_child_init(pchild);
     if (rv == APR_SUCCESS) {
         rv = vtm_borrow_child_init(pchild);
     }
@@ -150,7 +141,7 @@ void vtm_child_init(apr_pool_t *pchild, server_rec *s)
     vtm_hangup_child_init(pchild);
     /* Before pchild's subpools go: see the top of this file. */
     apr_pool_pre_cleanup_register(pchild, s, vtm_child_exit);
-    atomic_store_explicit(&vtm_rt, rt, memory_order_release);
+    vtm_state_set_runtime(rt);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, APLOGNO(10900)
                  "fiber runtime started: %d carriers, %" APR_SIZE_T_FMT
                  " byte stacks, at most %u fibers", vt_runtime_carriers(rt),
@@ -160,8 +151,8 @@ void vtm_child_init(apr_pool_t *pchild, server_rec *s)
 void vtm_child_stopping(apr_pool_t *pchild, int graceful)
 {
     (void)pchild;
-    atomic_store_explicit(&vtm_stopping, 1, memory_order_release);
-    vtm_conn_child_stopping(graceful);
+    vtm_state_set_stopping(1);
+    vtm_lifecycle_child_stopping(graceful);
 }
 
 static apr_status_t vtm_child_exit(void *data)
@@ -169,18 +160,28 @@ static apr_status_t vtm_child_exit(void *data)
     server_rec *s = data;
     vt_runtime_t *rt;
 
-    atomic_store_explicit(&vtm_stopping, 1, memory_order_release);
-    vtm_conn_child_stopping(0);
+    vtm_state_set_stopping(1);
+    vtm_lifecycle_child_stopping(0);
     vtm_borrow_child_exit();
     vtm_hangup_child_exit();
-    rt = atomic_load(&vtm_rt);
+    rt = vtm_state_runtime();
     if (rt) {
         vt_runtime_stop(rt);
-        atomic_store(&vtm_rt, NULL);
+        vtm_state_set_runtime(NULL);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, APLOGNO(10904)
                      "fiber runtime stopped");
     }
     return APR_SUCCESS;
+}
+
+/* The reaper's idle task, twice a second: give back the closed
+ * connections' memory vtm_recycle.c kept too long, and wake event's
+ * listener if it stopped accepting after the last worker or connection
+ * mod_vthread freed (vtm_listener.c). */
+static void vtm_child_idle(void)
+{
+    vtm_recycle_trim();
+    vtm_listener_nudge();
 }
 
 /* The runtime's reports, each with its own message number. Called from

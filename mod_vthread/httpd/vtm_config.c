@@ -6,7 +6,7 @@
  * mod_vthread's directives: parsing, checking, merging.
  *
  * Server-wide values are checked one by one against the runtime's own
- * limits (vt_runtime_config_check) as they are read, so a bad value stops
+ * limits (vt_config_check) as they are read, so a bad value stops
  * the server at start-up (or `apache2ctl configtest`) with a message that
  * names the directive and what it accepts.
  */
@@ -90,7 +90,7 @@ void *vtm_config_create_srv(apr_pool_t *p, server_rec *s)
 
     (void)s;
     sc->carriers = 0;
-    sc->stack_size = VT_DEFAULT_STACK_SIZE;
+    sc->stack_size = VT_STACK_DEFAULT_SIZE;
     sc->max_fibers = VTM_DEFAULT_MAX_FIBERS;
     sc->overflow = VTM_OVERFLOW_REJECT;
     sc->pinned_warn = VTM_DEFAULT_PINNED_WARN;
@@ -134,9 +134,9 @@ int vtm_config_wants(const vtm_dir_conf_t *dc, const char *handler)
 }
 
 void vtm_config_runtime(const vtm_srv_conf_t *sc,
-                            vt_runtime_config_t *rc)
+                            vt_config_t *rc)
 {
-    vt_runtime_config_default(rc);
+    vt_config_default(rc);
     rc->carriers = sc->carriers;
     rc->stack_size = sc->stack_size;
     rc->max_fibers = sc->max_fibers;
@@ -238,8 +238,8 @@ static const char *vtm_set_stack_size(cmd_parms *cmd, void *dummy,
     const char *allowed = apr_psprintf(cmd->pool,
                                        "%dK to %dM, in bytes or with a K or "
                                        "M suffix (e.g. 256K)",
-                                       VT_MIN_STACK_SIZE / 1024,
-                                       VT_MAX_STACK_SIZE / (1024 * 1024));
+                                       VT_STACK_MIN_SIZE / 1024,
+                                       VT_STACK_MAX_SIZE / (1024 * 1024));
     const char *rest;
     apr_int64_t n, scale = 1;
 
@@ -261,8 +261,8 @@ static const char *vtm_set_stack_size(cmd_parms *cmd, void *dummy,
         return apr_psprintf(cmd->pool, "VThreadStackSize: unknown unit "
                             "'%s'; allowed: %s", rest, allowed);
     }
-    if (n > VT_MAX_STACK_SIZE / scale + 1) {
-        n = VT_MAX_STACK_SIZE / scale + 1;  /* too big either way */
+    if (n > VT_STACK_MAX_SIZE / scale + 1) {
+        n = VT_STACK_MAX_SIZE / scale + 1;  /* too big either way */
     }
     sc->stack_size = (apr_size_t)(n * scale);
     return vtm_check_field(cmd, sc, arg, allowed);
@@ -350,11 +350,11 @@ static const char *vtm_check_field(cmd_parms *cmd,
                                        const vtm_srv_conf_t *sc,
                                        const char *arg, const char *allowed)
 {
-    vt_runtime_config_t rc;
+    vt_config_t rc;
     const char *why = NULL;
 
     vtm_config_runtime(sc, &rc);
-    if (vt_runtime_config_check(&rc, &why) != APR_SUCCESS) {
+    if (vt_config_check(&rc, &why) != APR_SUCCESS) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not allowed (%s); "
                             "allowed: %s", cmd->cmd->name, arg,
                             why ? why : "refused by the runtime", allowed);

@@ -13,7 +13,7 @@
  *   VThreadMaxFibers, VThreadOverflow, VThreadPinnedWarn): the runtime of
  *   each child. Bad values are refused when the configuration is read,
  *   with the range that is allowed; runtime limits are checked with
- *   vt_runtime_config_check() so they cannot drift from the runtime's.
+ *   vt_config_check() so they cannot drift from the runtime's.
  *
  * Lifecycle rules: the structures live in the configuration pools and are
  * read-only once the configuration is loaded, so any thread may read them.
@@ -97,7 +97,7 @@ int vtm_config_wants(const vtm_dir_conf_t *dc, const char *handler);
  * thread_create fields are left to the caller.
  */
 void vtm_config_runtime(const vtm_srv_conf_t *sc,
-                            vt_runtime_config_t *rc);
+                            vt_config_t *rc);
 
 #pragma GCC visibility pop
 

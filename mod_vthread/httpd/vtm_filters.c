@@ -55,6 +55,9 @@
 #include <apr_buckets.h>
 
 #include "vtm_glue.h"
+#include "vtm_conn.h"
+#include "vtm_filters.h"
+#include "vtm_state.h"
 
 APLOG_USE_MODULE(vthread);
 
@@ -114,7 +117,7 @@ int vtm_filters_attach(conn_rec *c, void *csd)
 {
     (void)csd;
     /* HTTP/2 streams and proxy backends have no client socket of ours. */
-    if (c->master || c->outgoing || !vtm_child_runtime()) {
+    if (c->master || c->outgoing || !vtm_state_runtime()) {
         return OK;
     }
     ap_add_input_filter_handle(vtm_filters_in_handle, NULL, NULL, c);

@@ -9,9 +9,9 @@
  * vtm_handler_offload()   handler hook, first in the chain, on the
  *                             MPM worker: offload this request or not;
  *   async MPM, HTTP/1.x       create the fiber, return SUSPENDED; the
- *                             fiber starts later (vtm_handler_start,
- *                             called by vtm_conn.c once the MPM has
- *                             let go of the request);
+ *                             fiber starts once the MPM has let go of
+ *                             the request (vtm_handler_suspended, the
+ *                             suspend_connection hook);
  *   other MPMs                create, start and join the fiber: the
  *                             worker waits, nothing is suspended;
  *   HTTP/2 streams            decline: the handler runs inline.
@@ -22,7 +22,7 @@
  *                             MPM worker (vtm_borrow.c).
  * vtm_handler_async_main  on the fiber: the real handler, its result
  *                             mapped and answered as httpd would, then
- *                             vtm_conn_finish_request() carries the
+ *                             vtm_lifecycle_finish_request() carries the
  *                             connection on.
  * vtm_handler_sync_main   on the fiber: the real handler only; the
  *                             waiting worker does the rest.
@@ -43,9 +43,24 @@
 
 #include "vtm_config.h"
 #include "vtm_glue.h"
+#include "vtm_borrow.h"
+#include "vtm_conn.h"
+#include "vtm_lifecycle.h"
+#include "vtm_listener.h"
+#include "vtm_handler.h"
+#include "vtm_invoke.h"
+#include "vtm_hangup.h"
+#include "vtm_notes.h"
+#include "vtm_scoreboard.h"
+#include "vtm_status.h"
+#include "vtm_state.h"
+#include "vt_spawn.h"
+#include "vt_wait.h"
 
 APLOG_USE_MODULE(vthread);
 
+static int vtm_handler_suspend(vtm_req_t *req);
+static void vtm_handler_start(vtm_req_t *req);
 static int vtm_handler_owned(request_rec *r, vtm_conn_t *conn);
 static const char *vtm_handler_label(request_rec *r);
 static apr_status_t vtm_handler_async_main(void *arg);
@@ -93,7 +108,7 @@ int vtm_handler_offload(request_rec *r)
     if (!vtm_config_wants(dc, r->handler)) {
         return DECLINED;
     }
-    rt = vtm_child_runtime();
+    rt = vtm_state_runtime();
     if (!rt || vthread_on_fiber() || vtm_handler_is_h2(r)) {
         vtm_notes_inline(r, VTM_OFFLOAD_INLINE,
                              !rt ? "no fiber runtime in this child"
@@ -102,11 +117,11 @@ int vtm_handler_offload(request_rec *r)
         return DECLINED;
     }
 
-    async = vtm_child_is_async() && c->cs && !c->clogging_input_filters;
+    async = vtm_state_is_async() && c->cs && !c->clogging_input_filters;
     req = apr_pcalloc(r->pool, sizeof(*req));
     req->r = r;
     req->handler = r->handler;
-    rv = vt_fiber_create(&req->fiber, rt,
+    rv = vt_spawn_create(&req->fiber, rt,
                          async ? vtm_handler_async_main
                                : vtm_handler_sync_main,
                          req, vtm_handler_label(r));
@@ -120,7 +135,7 @@ int vtm_handler_offload(request_rec *r)
     vtm_notes_offloaded(r, async ? VTM_WHERE_SUSPENDED
                                      : VTM_WHERE_JOINED);   /* trace */
     if (async) {
-        return vtm_conn_offload(req);
+        return vtm_handler_suspend(req);
     }
     return vtm_handler_join(req);
 }
@@ -149,7 +164,7 @@ static int vtm_handler_owned(request_rec *r, vtm_conn_t *conn)
     if (r->prev) {
         /* An internal redirect to an offloaded location: timed and noted
          * as part of the request it came from. */
-        return vtm_handler_run(req);
+        return vtm_invoke_handler(req);
     }
     vt_fiber_set_label(vt_fiber_current(), vtm_handler_label(r));
     vtm_notes_offloaded(r, VTM_WHERE_CONN_FIBER);   /* trace */
@@ -164,15 +179,51 @@ static const char *vtm_handler_label(request_rec *r)
                         r->useragent_ip ? r->useragent_ip : "-");
 }
 
-void vtm_handler_start(vtm_req_t *req)
+/* Async offload of a connection's first offloaded request: remember
+ * @a req; its fiber starts once the MPM has let go of the request (the
+ * suspend_connection hook). Later requests run on that fiber. */
+static int vtm_handler_suspend(vtm_req_t *req)
+{
+    req->conn->pending = req;
+    return SUSPENDED;
+}
+
+void vtm_handler_suspended(conn_rec *c, request_rec *r)
+{
+    vtm_conn_t *conn = vtm_conn_get(c);
+    vtm_req_t *req;
+
+    (void)r;
+    /* Called for every connection the MPM parks (keep-alive, write
+     * completion...); only a first offload is ours to start. Later
+     * requests are read and run on the connection's fiber. */
+    if (!conn || conn->owned || !conn->pending) {
+        return;
+    }
+    req = conn->pending;
+    conn->pending = NULL;
+    conn->owned = 1;
+    conn->released_at = apr_time_now();
+    /* Operator's view: owned until c->pool is cleared (mod_status). */
+    vtm_status_own(conn);
+    ap_log_cerror(APLOG_MARK, APLOG_TRACE3, 0, c,
+                  "the MPM let go of the connection: mod_vthread owns it "
+                  "until it closes");
+    vtm_handler_start(req);
+    vtm_listener_nudge();   /* this worker is free again */
+}
+
+/* Start the fiber of an offloaded request and give up its handle. The
+ * caller must not touch @a req, r or the connection afterwards. */
+static void vtm_handler_start(vtm_req_t *req)
 {
     /* Once started, the fiber may finish the request and destroy r->pool
      * (and req) at any moment: read what we need first. */
     vt_fiber_t *f = req->fiber;
 
     req->started = 1;
-    vt_fiber_start(f);
-    vt_fiber_detach(f);
+    vt_spawn_start(f);
+    vt_spawn_detach(f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -200,7 +251,7 @@ static apr_status_t vtm_handler_async_main(void *arg)
         return APR_SUCCESS;
     }
     vtm_handler_respond(r, status);
-    vtm_conn_finish_request(conn, r);
+    vtm_lifecycle_finish_request(conn, r);
     return APR_SUCCESS;
 }
 
@@ -214,7 +265,7 @@ static apr_status_t vtm_handler_sync_main(void *arg)
 #endif
     vtm_notes_fiber_start(req);     /* timing for the access log */
     vtm_hangup_arm(req->conn);
-    req->status = vtm_handler_run(req);
+    req->status = vtm_invoke_handler(req);
     vtm_hangup_unwatch(req->conn);
     vtm_notes_handler_end(req, req->status);
     req->r->connection->current_thread = worker;
@@ -230,44 +281,16 @@ static int vtm_handler_serve(vtm_req_t *req)
 
     vtm_notes_fiber_start(req);     /* timing for the access log */
     /* Stopping child: say "Connection: close" with this response. */
-    if (vtm_child_is_stopping()) {
+    if (vtm_state_is_stopping()) {
         r->connection->keepalive = AP_CONN_CLOSE;
     }
     vtm_hangup_arm(req->conn);
-    status = vtm_handler_run(req);
+    status = vtm_invoke_handler(req);
     vtm_hangup_unwatch(req->conn);
     vtm_notes_handler_end(req, status); /* notes, before the log */
     return status;
 }
 
-int vtm_handler_run(vtm_req_t *req)
-{
-    request_rec *r = req->r;
-    const char *outer = r->handler;
-    int result;
-
-    r->handler = req->handler;
-    result = ap_run_handler(r);
-    r->handler = outer;
-
-    if (result == DECLINED) {
-        if (r->filename) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, APLOGNO(10921)
-                          "handler \"%s\" not found for: %s",
-                          req->handler, r->filename);
-        }
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    if (result != OK && result != DONE && result != SUSPENDED
-        && result != AP_FILTER_ERROR && !ap_is_HTTP_VALID_RESPONSE(result)
-        && !apr_table_get(r->notes, "HTTP_IGNORE_RANGE")) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(10922)
-                      "Handler for %s returned invalid result code %d",
-                      req->handler, result);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    return result;
-}
 
 /*
  * Answer as ap_process_async_request() does after the handler:
@@ -303,9 +326,9 @@ static int vtm_handler_join(vtm_req_t *req)
     req->conn->fiber_io = 1;
     req->conn->out_pending_known = 0;
     req->started = 1;
-    vt_fiber_start(f);
+    vt_spawn_start(f);
     /* A join only ends early while the runtime stops: join again. */
-    while ((rv = vt_fiber_join(f, -1, &result)) != APR_SUCCESS) {
+    while ((rv = vt_wait_join(f, -1, &result)) != APR_SUCCESS) {
         apr_sleep(apr_time_from_msec(1));
     }
     req->conn->fiber_io = 0;
@@ -356,7 +379,7 @@ static apr_status_t vtm_handler_discard(void *data)
     /* Normally untracked at the handler's end already (mod_status). */
     vtm_status_track(&req->track, VTM_TRACK_NONE);
     if (!req->started && req->fiber) {
-        vt_fiber_discard(req->fiber);
+        vt_spawn_discard(req->fiber);
         req->fiber = NULL;
     }
     return APR_SUCCESS;

@@ -51,6 +51,9 @@
 #include <apr_thread_proc.h>
 
 #include "vtm_glue.h"
+#include "vtm_conn.h"
+#include "vtm_hangup.h"
+#include "vt_spawn.h"
 #include "vt_thread_name.h"
 
 APLOG_USE_MODULE(vthread);
@@ -255,7 +258,7 @@ static void vtm_hangup_seen(apr_uint64_t token)
                          APLOGNO(10916) "client hung up: cancelling the "
                          "fiber serving %s",
                          vt_fiber_label(conn->hangup_fiber));
-            vt_fiber_cancel(conn->hangup_fiber);
+            vt_spawn_cancel(conn->hangup_fiber);
         }
     }
     apr_thread_mutex_unlock(vtm_hangup_mutex);

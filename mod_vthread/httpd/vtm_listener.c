@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "vtm_glue.h"
+#include "vtm_listener.h"
+#include "vtm_state.h"
 
 #include <ap_mpm.h>
 #include <scoreboard.h>
@@ -79,7 +81,7 @@ static void vtm_listener_tick(void *baton);
  * go of the flag if there is nothing to do. */
 static void vtm_listener_schedule(void)
 {
-    if (!vtm_listener_not_accepting() || vtm_child_is_stopping()
+    if (!vtm_listener_not_accepting() || vtm_state_is_stopping()
         || ap_mpm_register_timed_callback(VTM_NUDGE_PERIOD,
                                           vtm_listener_tick, NULL)
                != APR_SUCCESS) {
@@ -98,7 +100,7 @@ static void vtm_listener_tick(void *baton)
 
 void vtm_listener_nudge(void)
 {
-    if (!vtm_child_is_async() || !vtm_listener_not_accepting()
+    if (!vtm_state_is_async() || !vtm_listener_not_accepting()
         || atomic_flag_test_and_set(&vtm_listener_nudging)) {
         return;
     }

@@ -5,7 +5,7 @@
 /*
  * A request's story for operators: its access-log notes, and the trace
  * lines from the offload decision to the end of its handler (what happens
- * to the connection after that is told by vtm_conn.c). Read in the
+ * to the connection after that is told by vtm_lifecycle.c). Read in the
  * order a request lives:
  *
  * vtm_notes_inline()       handler hook: the request asked for a
@@ -15,7 +15,7 @@
  * vtm_notes_fiber_start()  first thing on its fiber: timing starts.
  * vtm_notes_handler_end()  on the fiber, the real handler returned:
  *                              the notes are set, before the request is
- *                              logged (vtm_conn_finish_request).
+ *                              logged (vtm_lifecycle_finish_request).
  * vtm_notes_inherit()      handler hook of an internal redirect (an
  *                              ErrorDocument): the notes follow, so that
  *                              %{...}n reads them on the final request.
@@ -38,6 +38,8 @@
 #include <apr_strings.h>
 
 #include "vtm_glue.h"
+#include "vtm_notes.h"
+#include "vtm_status.h"
 
 APLOG_USE_MODULE(vthread);
 

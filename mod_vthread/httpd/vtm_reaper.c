@@ -21,9 +21,12 @@
  * so only the memory is left; the queue link lives in the pool itself.
  * Most pools do not come here: vtm_recycle.c keeps their memory for
  * the next connections, and only what it has no room for is destroyed
- * here. While idle, this thread also trims what it kept too long.
+ * here. While idle, this thread also runs its owner's idle task twice a
+ * second (vtm_child.c: trim what vtm_recycle.c kept too long, wake event's
+ * listener): a callback, so the reaper calls nothing above it.
  */
 #include "vtm_glue.h"
+#include "vtm_reaper.h"
 #include "vt_thread_name.h"
 
 #include <apr_thread_cond.h>
@@ -39,7 +42,7 @@ APLOG_USE_MODULE(vthread);
 #define VTM_REAP_MAX 256
 /** The longest a pool waits, under a steady trickle of closes. */
 #define VTM_REAP_AGE apr_time_from_sec(1)
-/** While idle, how often kept allocators are trimmed (vtm_recycle). */
+/** While idle, how often the idle task runs. */
 #define VTM_REAP_TRIM apr_time_from_msec(500)
 
 typedef struct vtm_reap_t {
@@ -57,6 +60,7 @@ static struct {
     apr_time_t last_at;     /* under lock: when the newest came */
     int stop;               /* under lock */
     int running;            /* set once at child_init */
+    void (*on_idle)(void);  /* set once at child_init */
 } vtm_reaper;
 
 /* Under the lock, with pools pending: wait until it is time to destroy
@@ -87,13 +91,9 @@ static void *APR_THREAD_FUNC vtm_reaper_main(apr_thread_t *t, void *d)
     for (;;) {
         vtm_reap_t *batch;
         while (!vtm_reaper.head && !vtm_reaper.stop) {
-            /* Idle: also give back what vtm_recycle.c kept too long
-             * (outside the lock: it unmaps), and wake event's listener if
-             * it stopped accepting after the last worker or connection
-             * mod_vthread freed (vtm_listener.c). */
+            /* Idle: the owner's task, outside the lock (it unmaps). */
             apr_thread_mutex_unlock(vtm_reaper.lock);
-            vtm_recycle_trim();
-            vtm_listener_nudge();
+            vtm_reaper.on_idle();
             apr_thread_mutex_lock(vtm_reaper.lock);
             if (!vtm_reaper.head && !vtm_reaper.stop) {
                 apr_thread_cond_timedwait(vtm_reaper.cond,
@@ -136,9 +136,10 @@ static apr_status_t vtm_reaper_exit(void *data)
     return APR_SUCCESS;
 }
 
-apr_status_t vtm_reaper_child_init(apr_pool_t *pchild)
+apr_status_t vtm_reaper_child_init(apr_pool_t *pchild, void (*on_idle)(void))
 {
     apr_status_t rv;
+    vtm_reaper.on_idle = on_idle;
     vtm_reaper.head = NULL;
     vtm_reaper.pending = 0;
     vtm_reaper.stop = 0;

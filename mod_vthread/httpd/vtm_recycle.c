@@ -52,6 +52,8 @@
  */
 
 #include "vtm_glue.h"
+#include "vtm_reaper.h"
+#include "vtm_recycle.h"
 
 #include <apr_allocator.h>
 #include <apr_thread_mutex.h>

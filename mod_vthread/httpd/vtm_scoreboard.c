@@ -38,6 +38,8 @@
 #include <scoreboard.h>
 
 #include "vtm_glue.h"
+#include "vtm_conn.h"
+#include "vtm_scoreboard.h"
 
 APLOG_USE_MODULE(vthread);
 

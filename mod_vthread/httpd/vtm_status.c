@@ -43,6 +43,9 @@
 
 #include "vtm_config.h"
 #include "vtm_glue.h"
+#include "vtm_recycle.h"
+#include "vtm_status.h"
+#include "vtm_state.h"
 
 /** Slot 0 for threads that are not carriers, then one per carrier. */
 #define VTM_STATUS_SLOTS (VT_MAX_CARRIERS + 1)
@@ -175,7 +178,7 @@ static apr_status_t vtm_status_disown(void *data)
 
 static int vtm_status_hook(request_rec *r, int flags)
 {
-    vt_runtime_t *rt = vtm_child_runtime();
+    vt_runtime_t *rt = vtm_state_runtime();
     const vtm_srv_conf_t *sc = vtm_config_srv(r->server);
     vtm_status_view_t v;
 

@@ -1,14 +1,12 @@
 /* Carrier threads: the scheduler loop. See vt_carrier.h. */
 #include "vt_carrier.h"
-#include "vt_annotate.h"
+#include "vt_clock.h"
 #include "vt_guard.h"
+#include "vt_log.h"
 #include "vt_thread_name.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* While fibers are runnable the carrier still polls its reactor, expires
@@ -40,41 +38,24 @@ vt_carrier_t *vt_carrier_self(void)
     return tls_carrier;
 }
 
-vt_fiber_t *vt_fiber_current(void)
-{
-    vt_carrier_t *c = tls_carrier;
-    return c ? c->current : NULL;
-}
-
-void vt_log(const vt_runtime_t *rt, int level, int msg_id,
-            const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (rt && rt->cfg.log) {
-        rt->cfg.log(rt->cfg.log_baton, level, msg_id, msg);
-    }
-    else {
-        fprintf(stderr, "mod_vthread: %s\n", msg);
-    }
-}
-
-apr_status_t vt_carrier_init(vt_carrier_t *c, vt_runtime_t *rt, int index)
+apr_status_t vt_carrier_init(vt_carrier_t *c, int index, void *owner,
+                             const vt_config_t *cfg,
+                             const _Atomic int *stopping,
+                             const vt_carrier_hooks_t *hooks)
 {
     apr_status_t rv;
     memset(c, 0, sizeof(*c));
-    c->rt = rt;
+    c->owner = owner;
+    c->cfg = cfg;
+    c->stopping = stopping;
+    c->hooks = hooks;
     c->index = index;
     rv = vt_reactor_init(&c->reactor);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     vt_timer_heap_init(&c->timers);
-    vt_stack_cache_init(&c->stacks, rt->cfg.stack_size,
-                        rt->cfg.stack_cache_hot);
+    vt_stack_cache_init(&c->stacks, cfg->stack_size, cfg->stack_cache_hot);
     pthread_mutex_init(&c->inbox_lock, NULL);
     return APR_SUCCESS;
 }
@@ -119,16 +100,32 @@ static vt_fiber_t *runq_pop(vt_carrier_t *c)
  * the hottest call a CPU-bound handler makes. */
 apr_status_t vthread_yield(void)
 {
-    vt_carrier_t *c = tls_carrier;
-    vt_fiber_t *f = c ? c->current : NULL;
+    vt_fiber_t *f = vt_fiber_current();
     if (!f) {
         apr_thread_yield();
         return APR_SUCCESS;
     }
     vt_fiber_first_wait(f);
-    runq_push(c, f); /* still runnable: no counter changes */
+    runq_push(f->carrier, f); /* still runnable: no counter changes */
     vt_fiber_switch_out(f);
     return vt_fiber_is_cancelled(f) ? APR_ECONNABORTED : APR_SUCCESS;
+}
+
+void vt_carrier_stats(const vt_carrier_t *c, vt_carrier_stats_t *out)
+{
+#define VT_READ(field) atomic_load_explicit(&((vt_carrier_t *)c)->field, \
+                                            memory_order_relaxed)
+    out->live = VT_READ(live);
+    out->runnable = VT_READ(runnable);
+    out->parked_timer = VT_READ(parked[VT_PARK_TIMER]);
+    out->parked_io = VT_READ(parked[VT_PARK_IO]);
+    out->parked_sync = VT_READ(parked[VT_PARK_SYNC]);
+    out->switches = VT_READ(switches);
+    out->started = VT_READ(started);
+    out->stacks_cached = VT_READ(stacks_cached);
+    out->stacks_cached_bytes = VT_READ(stacks_hot_bytes);
+    out->pinned = VT_READ(pinned);
+#undef VT_READ
 }
 
 void vt_carrier_notify(vt_carrier_t *c)
@@ -219,12 +216,12 @@ static void publish_stack_stats(vt_carrier_t *c)
 }
 
 /* End a fiber that never got to run (it has no stack). */
-static void end_unrun(vt_fiber_t *f, apr_status_t why)
+static void end_unrun(vt_carrier_t *c, vt_fiber_t *f, apr_status_t why)
 {
     f->stack = NULL;
     f->result = why;
     f->state = VT_FIBER_DONE;
-    vt_fiber_finished(f);
+    c->hooks->fiber_ended(f);
 }
 
 /* A fiber reaches its carrier for the first time: give it a stack. If
@@ -237,12 +234,12 @@ static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
     apr_status_t rv = vt_stack_get(&c->stacks, &f->stack);
     if (rv != APR_SUCCESS) {
         if (c->stop_seen) {
-            end_unrun(f, APR_ECONNABORTED);
+            end_unrun(c, f, APR_ECONNABORTED);
             return 0;
         }
         if (!c->stackless_head) {
             char err[120];
-            vt_log(c->rt, VT_LOG_ERR, VT_MSG_STACK,
+            vt_log(c->cfg, VT_LOG_ERR, VT_MSG_STACK,
                    "carrier %d: cannot map a %lu-byte fiber stack for '%s':"
                    " %s; new fibers wait until a running one ends (each "
                    "fiber takes two memory mappings: check "
@@ -261,11 +258,8 @@ static int fiber_admit(vt_carrier_t *c, vt_fiber_t *f)
         c->stackless_tail = f;
         return 0;
     }
-    f->stack->fiber_id = f->id;
-    memcpy(f->stack->label, f->label, sizeof(f->stack->label));
+    vt_fiber_prepare(f, f->stack, &c->sched);
     publish_stack_stats(c);
-    f->ctx = make_fcontext(f->stack->hi, (size_t)(f->stack->hi - f->stack->lo),
-                           vt_fiber_entry);
     live_link(c, f);
     VT_COUNT_ADD(c->started, 1);
     if (c->stop_seen) {
@@ -281,7 +275,7 @@ static void fiber_release(vt_carrier_t *c, vt_fiber_t *f)
     vt_stack_put(&c->stacks, f->stack);
     f->stack = NULL;
     publish_stack_stats(c);
-    vt_fiber_finished(f);
+    c->hooks->fiber_ended(f);
     /* A fiber waiting for a stack takes the one just released. */
     vt_fiber_t *waiting = c->stackless_head;
     if (waiting) {
@@ -353,7 +347,7 @@ static void drain_inbox(vt_carrier_t *c)
         cancels = f->cancel_next;
         atomic_store(&f->cancel_queued, 0);
         if (f->state == VT_FIBER_PARKED) {
-            vt_fiber_cancel_parked(f);
+            c->hooks->cancel_parked(f);
         }
         vt_fiber_unref(f);
     }
@@ -362,53 +356,14 @@ static void drain_inbox(vt_carrier_t *c)
 /* Switch to @a f until it parks, yields or ends. */
 static void run_fiber(vt_carrier_t *c, vt_fiber_t *f)
 {
-    vt_transfer_t t;
-    c->current = f;
-    f->state = VT_FIBER_RUNNING;
     VT_COUNT_ADD(c->switches, 1);
     atomic_store_explicit(&c->running_stack, f->stack, memory_order_release);
-    vt_annotate_switch_start(&c->sched_fake_stack, f->stack->lo,
-                             (size_t)(f->stack->hi - f->stack->lo));
-    t = jump_fcontext(f->ctx, f);
-    vt_annotate_switch_finish(c->sched_fake_stack, NULL, NULL);
+    vt_fiber_resume(f);
     atomic_store_explicit(&c->running_stack, NULL, memory_order_release);
-    c->current = NULL;
     if (f->state == VT_FIBER_DONE) {
         VT_COUNT_ADD(c->runnable, -1);
         fiber_release(c, f);
-        return;
     }
-    f->ctx = t.fctx;
-}
-
-void vt_fiber_switch_out(vt_fiber_t *f)
-{
-    vt_carrier_t *c = f->carrier;
-    vt_annotate_switch_start(&f->asan_fake_stack, c->sched_stack,
-                             c->sched_stack_size);
-    vt_transfer_t t = jump_fcontext(c->sched_ctx, NULL);
-    vt_annotate_switch_finish(f->asan_fake_stack, &c->sched_stack,
-                              &c->sched_stack_size);
-    c->sched_ctx = t.fctx;
-}
-
-void vt_fiber_entry(vt_transfer_t t)
-{
-    vt_fiber_t *f = t.data;
-    vt_carrier_t *c = f->carrier;
-    vt_annotate_switch_finish(NULL, &c->sched_stack, &c->sched_stack_size);
-    c->sched_ctx = t.fctx;
-    f->result = f->fn(f->arg);
-    while (f->defers) {
-        vt_defer_t *d = f->defers;
-        f->defers = d->next;
-        d->fn(d->arg);
-        free(d);
-    }
-    f->state = VT_FIBER_DONE;
-    vt_annotate_switch_start(NULL, c->sched_stack, c->sched_stack_size);
-    jump_fcontext(c->sched_ctx, f);
-    /* not reached: a finished context is never resumed */
 }
 
 /* Once stopping: cancel what lives here, including fibers that arrive
@@ -419,13 +374,13 @@ static void observe_stop(vt_carrier_t *c)
     while (c->stackless_head) {
         vt_fiber_t *f = c->stackless_head;
         c->stackless_head = f->next;
-        end_unrun(f, APR_ECONNABORTED);
+        end_unrun(c, f, APR_ECONNABORTED);
     }
     c->stackless_tail = NULL;
     for (vt_fiber_t *f = c->live_head; f; f = f->live_next) {
         atomic_store(&f->cancelled, 1);
         if (f->state == VT_FIBER_PARKED) {
-            vt_fiber_cancel_parked(f);
+            c->hooks->cancel_parked(f);
         }
     }
 }
@@ -464,28 +419,27 @@ static apr_interval_time_t poll_timeout(vt_carrier_t *c)
     if (!wake_at) {
         return -1;
     }
-    now = vt_now();
+    now = vt_clock_now();
     return wake_at > now ? wake_at - now : 0;
 }
 
 void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
 {
     vt_carrier_t *c = data;
-    vt_runtime_t *rt = c->rt;
     (void)thread;
     tls_carrier = c;
     vt_thread_name("carrier", c->index);
-    vt_guard_thread_enter();
+    vt_guard_thread_enter(c->index, &c->running_stack);
 
     for (;;) {
         drain_inbox(c);
-        if (atomic_load(&rt->stopping) && !c->stop_seen) {
+        if (atomic_load(c->stopping) && !c->stop_seen) {
             observe_stop(c);
         }
-        apr_time_t poll_due = vt_now() + VT_POLL_INTERVAL;
+        apr_time_t poll_due = vt_clock_now() + VT_POLL_INTERVAL;
         for (unsigned runs = 1; c->runq_head; runs++) {
             run_fiber(c, runq_pop(c));
-            if (runs % VT_RUNS_PER_CLOCK == 0 && vt_now() >= poll_due) {
+            if (runs % VT_RUNS_PER_CLOCK == 0 && vt_clock_now() >= poll_due) {
                 break;
             }
         }
@@ -495,11 +449,11 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
         apr_status_t rv = vt_reactor_poll(&c->reactor, poll_timeout(c));
         if (rv != APR_SUCCESS && rv != EINTR) {
             char err[120];
-            vt_log(rt, VT_LOG_ERR, VT_MSG_THREAD,
+            vt_log(c->cfg, VT_LOG_ERR, VT_MSG_THREAD,
                    "carrier %d: epoll_wait failed: %s", c->index,
                    apr_strerror(rv, err, sizeof(err)));
         }
-        apr_time_t now = vt_now();
+        apr_time_t now = vt_clock_now();
         vt_timer_expire(&c->timers, now);
         trim_stacks(c, now);
     }
@@ -507,9 +461,6 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
     vt_guard_thread_leave();
     tls_carrier = NULL;
     atomic_store(&c->exited, 1);
-    pthread_mutex_lock(&rt->exit_lock);
-    rt->carriers_exited++;
-    pthread_cond_broadcast(&rt->exit_cond);
-    pthread_mutex_unlock(&rt->exit_lock);
+    c->hooks->exited(c);
     return NULL;
 }

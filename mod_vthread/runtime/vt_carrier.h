@@ -1,11 +1,16 @@
 /**
  * @file  vt_carrier.h
- * @brief Carrier threads and the runtime that owns them.
+ * @brief Carrier threads: the scheduler that runs fibers.
  *
  * A carrier runs fibers one at a time on its own thread. It owns a run
  * queue, a timer heap, a reactor and a stack cache, all touched only from
  * its thread. Other threads reach it through two locked inboxes (fibers to
  * run, fibers to cancel) and a reactor wake-up.
+ *
+ * The carrier sits below the waits and the runtime: it calls nothing of
+ * theirs. What it must tell them (a fiber ended, a parked fiber must end
+ * its wait, the thread is leaving) goes through the vt_carrier_hooks_t its
+ * owner hands to vt_carrier_init().
  */
 #ifndef VT_CARRIER_H
 #define VT_CARRIER_H
@@ -15,22 +20,33 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "vt_fcontext.h"
+#include "vt_config.h"
 #include "vt_fiber.h"
 #include "vt_reactor.h"
-#include "vt_runtime.h"
 #include "vt_stack.h"
 #include "vt_timer.h"
 
+struct vt_carrier_t;
+
+/** What a carrier tells its owner. Called on the carrier's thread. */
+typedef struct vt_carrier_hooks_t {
+    /** @a f has ended (run or not) and its carrier let go of it; the hook
+     *  owns the fiber's run reference from here. */
+    void (*fiber_ended)(vt_fiber_t *f);
+    /** End parked @a f's cancellable wait, if any (cancel, stop). */
+    void (*cancel_parked)(vt_fiber_t *f);
+    /** The carrier's thread is about to return (after stop). */
+    void (*exited)(struct vt_carrier_t *c);
+} vt_carrier_hooks_t;
+
 typedef struct vt_carrier_t {
-    vt_runtime_t *rt;
+    void *owner;                /**< the runtime (opaque here) */
+    const vt_config_t *cfg;     /**< the owner's settings */
+    const _Atomic int *stopping; /**< the owner's stop flag */
+    const vt_carrier_hooks_t *hooks;
     int index;
     apr_thread_t *thread;
-    vt_fcontext_t sched_ctx;    /**< the scheduler, while a fiber runs */
-    const void *sched_stack;    /**< the scheduler's stack (vt_annotate.h) */
-    size_t sched_stack_size;
-    void *sched_fake_stack;
-    vt_fiber_t *current;        /**< fiber running now (carrier thread) */
+    vt_fiber_sched_t sched;     /**< where its fibers switch out to */
     vt_fiber_t *runq_head;      /**< ready fibers, FIFO */
     vt_fiber_t *runq_tail;
     vt_fiber_t *live_head;      /**< fibers received and not ended */
@@ -54,7 +70,7 @@ typedef struct vt_carrier_t {
     /* Read from other threads (stats, watchdog, placement). */
     _Atomic apr_uint32_t live;      /**< created for it and not ended */
     _Atomic apr_uint32_t runnable;
-    _Atomic apr_uint32_t parked[3]; /**< by vt_park_kind_e */
+    _Atomic apr_uint32_t parked[3]; /**< by vt_fiber_park_e */
     _Atomic apr_uint64_t switches;
     _Atomic apr_uint64_t started;
     _Atomic apr_uint32_t stacks_cached;
@@ -66,37 +82,37 @@ typedef struct vt_carrier_t {
     _Atomic int exited;
 } vt_carrier_t;
 
-struct vt_runtime_t {
-    vt_runtime_config_t cfg;
-    apr_pool_t *pool;
-    int ncarriers;
-    vt_carrier_t *carriers;
-    _Atomic apr_uint32_t live;     /**< fibers created and not ended */
-    _Atomic apr_uint64_t next_id;
-    _Atomic int stopping;
-    int stopped;
-    pthread_mutex_t exit_lock;     /**< carriers_exited, with exit_cond */
-    pthread_cond_t exit_cond;
-    int carriers_exited;
-    struct vt_watchdog_t *watchdog;
-};
+/** Counters of one carrier, read from any thread. */
+typedef struct vt_carrier_stats_t {
+    apr_uint32_t live;          /**< fibers assigned and not ended */
+    apr_uint32_t runnable;      /**< ready to run or running */
+    apr_uint32_t parked_timer;  /**< in vthread_sleep() */
+    apr_uint32_t parked_io;     /**< waiting for a socket or fd */
+    apr_uint32_t parked_sync;   /**< waiting on event/mutex/cond/chan/join */
+    apr_uint64_t switches;      /**< fiber switch-ins so far */
+    apr_uint64_t started;       /**< fibers started so far */
+    apr_uint32_t stacks_cached; /**< released stacks kept for reuse */
+    apr_size_t stacks_cached_bytes; /**< of those, bytes still committed */
+    apr_uint32_t pinned;        /**< pinned-fiber reports so far */
+} vt_carrier_stats_t;
 
-/** Has @a f been cancelled, or is its runtime stopping? Checked by every
- *  wait, so a fiber that runs while stop begins sees it at once, even if
- *  its carrier is too busy to pass the cancel on yet. Inline: a yield
- *  makes this check. */
-static inline int vt_fiber_is_cancelled(vt_fiber_t *f)
-{
-    return atomic_load_explicit(&f->cancelled, memory_order_relaxed)
-           || atomic_load_explicit(&f->carrier->rt->stopping,
-                                   memory_order_relaxed);
-}
+/** Read @a c's counters; any thread. */
+void vt_carrier_stats(const vt_carrier_t *c, vt_carrier_stats_t *out);
 
 /** This thread's carrier, or NULL. */
 vt_carrier_t *vt_carrier_self(void);
 
-/** Set up a carrier's state (not its thread). */
-apr_status_t vt_carrier_init(vt_carrier_t *c, vt_runtime_t *rt, int index);
+/**
+ * Set up a carrier's state (not its thread).
+ * @param owner what vt_carrier_t.owner is (the runtime)
+ * @param cfg settings, read for the carrier's life
+ * @param stopping set by the owner to stop the carrier (then notify it)
+ * @param hooks how the carrier tells its owner (vt_carrier_hooks_t)
+ */
+apr_status_t vt_carrier_init(vt_carrier_t *c, int index, void *owner,
+                             const vt_config_t *cfg,
+                             const _Atomic int *stopping,
+                             const vt_carrier_hooks_t *hooks);
 
 /** Free what vt_carrier_init() made (after the thread exited). */
 void vt_carrier_destroy(vt_carrier_t *c);
@@ -116,11 +132,6 @@ void vt_carrier_post_cancel(vt_fiber_t *f);
 
 /** Wake a carrier so it notices the runtime is stopping. */
 void vt_carrier_notify(vt_carrier_t *c);
-
-/** Report through the runtime's log callback (printf-style). */
-void vt_log(const vt_runtime_t *rt, int level, int msg_id,
-            const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /** Relaxed add on a counter that only its carrier writes. */
 #define VT_COUNT_ADD(counter, delta) \

@@ -2,6 +2,7 @@
  * receivers while it is empty. A wake only says "look again", so a woken
  * side loops until it succeeds, its deadline passes, or the channel
  * closes. */
+#include "vt_clock.h"
 #include "vt_wait.h"
 
 #include <apr_pools.h>
@@ -46,11 +47,11 @@ apr_status_t vthread_chan_create(vthread_chan_t **out, apr_size_t capacity,
 
 /* Wait on @a q with the time left; lock held on entry and return. */
 static apr_status_t chan_wait(vthread_chan_t *ch, vt_waitq_t *q,
-                              const vt_deadline_t *d)
+                              const vt_clock_deadline_t *d)
 {
     vt_waiter_t w;
-    vt_waiter_init(&w);
-    return vt_waitq_wait(q, &ch->lock, &w, vt_deadline_left(d), 0,
+    vt_wait_init(&w);
+    return vt_wait_queued(q, &ch->lock, &w, vt_clock_deadline_left(d), 0,
                          NULL, NULL);
 }
 
@@ -63,9 +64,9 @@ apr_status_t vthread_chan_send(vthread_chan_t *ch, void *item,
                                apr_interval_time_t timeout)
 {
     vt_waiter_t *resume = NULL;
-    vt_deadline_t d;
+    vt_clock_deadline_t d;
     apr_status_t rv = APR_SUCCESS;
-    vt_deadline_start(&d, timeout);
+    vt_clock_deadline_start(&d, timeout);
     pthread_mutex_lock(&ch->lock);
     for (;;) {
         if (ch->closed) {
@@ -84,7 +85,7 @@ apr_status_t vthread_chan_send(vthread_chan_t *ch, void *item,
         }
     }
     pthread_mutex_unlock(&ch->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
     return rv;
 }
 
@@ -92,9 +93,9 @@ apr_status_t vthread_chan_recv(vthread_chan_t *ch, void **item,
                                apr_interval_time_t timeout)
 {
     vt_waiter_t *resume = NULL;
-    vt_deadline_t d;
+    vt_clock_deadline_t d;
     apr_status_t rv = APR_SUCCESS;
-    vt_deadline_start(&d, timeout);
+    vt_clock_deadline_start(&d, timeout);
     pthread_mutex_lock(&ch->lock);
     for (;;) {
         if (ch->count > 0) {
@@ -114,7 +115,7 @@ apr_status_t vthread_chan_recv(vthread_chan_t *ch, void **item,
         }
     }
     pthread_mutex_unlock(&ch->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
     return rv;
 }
 
@@ -126,5 +127,5 @@ void vthread_chan_close(vthread_chan_t *ch)
     vt_waitq_claim_all(&ch->senders, APR_SUCCESS, &resume);
     vt_waitq_claim_all(&ch->receivers, APR_SUCCESS, &resume);
     pthread_mutex_unlock(&ch->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
 }

@@ -1,24 +1,36 @@
 /**
  * @file  vt_fiber.h
- * @brief The fiber object and the carrier-side operations on it.
+ * @brief The fiber object, its context switch, and what lives with it
+ *        (label, defers, the first-wait hook, its joiners).
  *
- * A fiber is created on any thread (vt_fiber_create: reserves capacity,
- * picks the least loaded carrier), then started (queued to that carrier's
- * inbox). Its carrier gives it a stack when it first runs and takes it back
- * when it ends. The object is reference counted: one reference for the
- * handle, one for the running fiber, one per pending cancel request.
+ * This is the runtime's lowest scheduling layer: it switches a fiber in
+ * from a scheduler context (vt_fiber_resume) and back out
+ * (vt_fiber_switch_out), and knows nothing of run queues, carriers or
+ * placement. A carrier prepares a fiber on a stack (vt_fiber_prepare)
+ * when it first runs it; the same carrier's thread is the only one that
+ * ever resumes it, so thread-local state stays coherent across a wait.
+ *
+ * The object is reference counted: one reference for the handle, one for
+ * the running fiber, one per pending cancel request; the last
+ * vt_fiber_unref() frees it.
  */
 #ifndef VT_FIBER_H
 #define VT_FIBER_H
 
 #include <apr.h>
 #include <apr_errno.h>
+#include <apr_time.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
+#include "vt_annotate.h"
 #include "vt_fcontext.h"
-#include "vt_runtime.h"
 #include "vt_stack.h"
-#include "vt_wait.h"
+#include "vt_waitq.h"
+#include "vthread.h"
+
+/** Longest label kept per fiber (bytes, with NUL); longer ones are cut. */
+#define VT_FIBER_LABEL_MAX VT_STACK_LABEL_MAX
 
 struct vt_carrier_t;
 
@@ -31,6 +43,13 @@ typedef enum {
     VT_FIBER_DONE
 } vt_fiber_state_e;
 
+/** What a fiber is parked on, for its carrier's counters. */
+typedef enum {
+    VT_PARK_TIMER = 0,
+    VT_PARK_IO = 1,
+    VT_PARK_SYNC = 2
+} vt_fiber_park_e;
+
 /** A deferred call (vthread_defer). */
 typedef struct vt_defer_t {
     void (*fn)(void *);
@@ -38,10 +57,22 @@ typedef struct vt_defer_t {
     struct vt_defer_t *next;
 } vt_defer_t;
 
+/** The context a fiber switches back to: its carrier's scheduler loop,
+ *  with that loop's stack for the sanitizer annotations (vt_annotate.h). */
+typedef struct vt_fiber_sched_t {
+    vt_fcontext_t ctx;          /**< the scheduler, while a fiber runs */
+    const void *stack;
+    size_t stack_size;
+    void *fake_stack;
+} vt_fiber_sched_t;
+
 struct vthread_t {
     vt_fcontext_t ctx;          /**< saved context while not running */
     vt_stack_t *stack;          /**< from the carrier's cache, once run */
-    struct vt_carrier_t *carrier;
+    vt_fiber_sched_t *sched;    /**< where it switches out to, once run */
+    struct vt_carrier_t *carrier; /**< its carrier (never changes) */
+    int carrier_index;
+    const _Atomic int *stopping; /**< its runtime's stop flag */
     vthread_fn_t fn;
     void *arg;
     apr_status_t result;        /**< fn's return value */
@@ -65,30 +96,112 @@ struct vthread_t {
     pthread_mutex_t join_lock;
     vt_waitq_t joiners;
     int done;
-    char label[VT_LABEL_MAX];
+    char label[VT_FIBER_LABEL_MAX];
 };
 
-/** The fiber running on this thread's carrier, or NULL. */
-vt_fiber_t *vt_fiber_current(void);
+/**
+ * Allocate a fiber that will run @a fn(@a arg); it holds two references
+ * (the handle and its run).
+ * @param label what it serves, copied and cut; may be NULL
+ * @return the fiber, or NULL when out of memory; its owner sets carrier,
+ *         carrier_index, stopping and id before it is started
+ */
+vt_fiber_t *vt_fiber_new(vthread_fn_t fn, void *arg, const char *label);
+
+/** Free a fiber that holds no reference any more, or was never run. */
+void vt_fiber_free(vt_fiber_t *f);
 
 /** Drop one reference; the last frees the object. */
 void vt_fiber_unref(vt_fiber_t *f);
 
+/** Give @a f its stack and the scheduler it switches out to; its first
+ *  vt_fiber_resume() then enters @a f->fn. */
+void vt_fiber_prepare(vt_fiber_t *f, vt_stack_t *stack,
+                      vt_fiber_sched_t *sched);
+
+
+/* The fiber running on this thread (vt_fiber_resume sets it).
+ * initial-exec: in mod_vthread.so a global-dynamic TLS read is a call to
+ * __tls_get_addr on every API entry; 8 bytes of static TLS avoid it. */
+extern _Thread_local vt_fiber_t *vt_fiber_tls_current
+    __attribute__((tls_model("initial-exec")));
+
+/** The fiber running on this thread, or NULL off a fiber. Inline: every
+ *  API call asks it first. */
+static inline vt_fiber_t *vt_fiber_current(void)
+{
+    return vt_fiber_tls_current;
+}
+
 /**
- * Park the current fiber: switch to its carrier's scheduler until
- * someone makes it runnable again. Its state and counters are set by the
- * caller (vt_waiter_wait) or yield.
+ * Switch to @a f from its scheduler until it parks, yields or ends (its
+ * state is then VT_FIBER_DONE). While it runs, vt_fiber_current() is @a f.
+ * Inline, as vt_fiber_switch_out(): together they are a switch.
  */
-void vt_fiber_switch_out(vt_fiber_t *f);
+static inline void vt_fiber_resume(vt_fiber_t *f)
+{
+    vt_fiber_sched_t *s = f->sched;
+    vt_transfer_t t;
+    vt_fiber_tls_current = f;
+    f->state = VT_FIBER_RUNNING;
+    vt_annotate_switch_start(&s->fake_stack, f->stack->lo,
+                             (size_t)(f->stack->hi - f->stack->lo));
+    t = jump_fcontext(f->ctx, f);
+    vt_annotate_switch_finish(s->fake_stack, NULL, NULL);
+    vt_fiber_tls_current = NULL;
+    if (f->state != VT_FIBER_DONE) {
+        f->ctx = t.fctx;
+    }
+}
 
-/** First code a fresh context runs (carrier side: vt_carrier.c). */
-void vt_fiber_entry(vt_transfer_t t);
+/**
+ * Leave the current fiber for its scheduler, until it is resumed. Its
+ * state and counters are set by the caller (a wait, or a yield). Inline:
+ * a yield is this and a queue push.
+ */
+static inline void vt_fiber_switch_out(vt_fiber_t *f)
+{
+    vt_fiber_sched_t *s = f->sched;
+    vt_annotate_switch_start(&f->asan_fake_stack, s->stack, s->stack_size);
+    vt_transfer_t t = jump_fcontext(s->ctx, NULL);
+    vt_annotate_switch_finish(f->asan_fake_stack, &s->stack,
+                              &s->stack_size);
+    s->ctx = t.fctx;
+}
 
-/** Called by the carrier when a fiber has ended: wakes joiners, frees. */
-void vt_fiber_finished(vt_fiber_t *f);
+/** Index of the carrier a fiber belongs to. */
+int vt_fiber_carrier_index(const vt_fiber_t *f);
 
-/** Carrier side of a cancel: end the fiber's cancellable wait, if any. */
-void vt_fiber_cancel_parked(vt_fiber_t *f);
+/** The fiber's label ("" if none). */
+const char *vt_fiber_label(const vt_fiber_t *f);
+
+/** Name what @a f does now (copied, truncated), for a fiber that serves
+ *  one piece of work after another. */
+void vt_fiber_set_label(vt_fiber_t *f, const char *label);
+
+/**
+ * Call @a fn(@a arg) on @a f, once, when it next parks (a wait that does
+ * not end at once) or yields; NULL cancels. For work that only matters to
+ * a fiber that waits: a handler that never waits never pays for it. Only
+ * @a f itself may call this.
+ */
+void vt_fiber_on_first_wait(vt_fiber_t *f, void (*fn)(void *), void *arg);
+
+/**
+ * Cumulative time the fiber has spent parked, in microseconds (read by
+ * the fiber itself or after it ended).
+ */
+apr_interval_time_t vt_fiber_parked_time(const vt_fiber_t *f);
+
+/** Has @a f been cancelled, or is its runtime stopping? Checked by every
+ *  wait, so a fiber that runs while stop begins sees it at once, even if
+ *  its carrier is too busy to pass the cancel on yet. Inline: a yield
+ *  makes this check. */
+static inline int vt_fiber_is_cancelled(const vt_fiber_t *f)
+{
+    return atomic_load_explicit(&f->cancelled, memory_order_relaxed)
+           || atomic_load_explicit(f->stopping, memory_order_relaxed);
+}
 
 /* The fiber is about to park or yield: run what vt_fiber_on_first_wait
  * deferred to this moment, once. */

@@ -1,10 +1,10 @@
 /* Stack overflow reporting: see vt_guard.h. Only async-signal-safe calls
  * in the handler: write(2), sigaction(2), no stdio, no malloc. */
 #include "vt_guard.h"
-#include "vt_carrier.h"
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,6 +15,14 @@
 static struct sigaction previous;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
 static _Thread_local void *tls_altstack;
+/* The calling carrier's index and where it publishes its running stack.
+ * initial-exec: the signal handler reads them, and a global-dynamic read
+ * in mod_vthread.so may call __tls_get_addr, which is not
+ * async-signal-safe. */
+static _Thread_local int tls_carrier_index
+    __attribute__((tls_model("initial-exec")));
+static _Thread_local _Atomic(vt_stack_t *) *tls_running
+    __attribute__((tls_model("initial-exec")));
 
 /* Tiny async-signal-safe formatting into a fixed buffer. */
 typedef struct {
@@ -45,7 +53,7 @@ static void put_num(report_t *r, uintptr_t v, unsigned base)
     }
 }
 
-static void report_overflow(const vt_carrier_t *c, const vt_stack_t *st,
+static void report_overflow(int carrier_index, const vt_stack_t *st,
                             const void *addr)
 {
     report_t r = { .len = 0 };
@@ -54,7 +62,7 @@ static void report_overflow(const vt_carrier_t *c, const vt_stack_t *st,
     put_str(&r, " '");
     put_str(&r, st->label);
     put_str(&r, "' on carrier ");
-    put_num(&r, (uintptr_t)c->index, 10);
+    put_num(&r, (uintptr_t)carrier_index, 10);
     put_str(&r, " ran past its ");
     put_num(&r, (uintptr_t)((st->hi - st->lo) / 1024), 10);
     put_str(&r, " KiB stack (fault at ");
@@ -70,13 +78,14 @@ static void report_overflow(const vt_carrier_t *c, const vt_stack_t *st,
 
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
-    vt_carrier_t *c = vt_carrier_self();
-    vt_stack_t *st = c ? atomic_load_explicit(&c->running_stack,
-                                              memory_order_relaxed) : NULL;
+    _Atomic(vt_stack_t *) *running = tls_running;
+    vt_stack_t *st = running ? atomic_load_explicit(running,
+                                                    memory_order_relaxed)
+                             : NULL;
     (void)sig;
     (void)uctx;
     if (st && vt_stack_in_guard(st, info->si_addr)) {
-        report_overflow(c, st, info->si_addr);
+        report_overflow(tls_carrier_index, st, info->si_addr);
     }
     /* Put back what was there and return: the faulting instruction runs
      * again and meets the previous disposition, as if we were never
@@ -99,9 +108,12 @@ void vt_guard_install(void)
     pthread_once(&install_once, install);
 }
 
-void vt_guard_thread_enter(void)
+void vt_guard_thread_enter(int carrier_index,
+                           _Atomic(vt_stack_t *) *running_stack)
 {
     stack_t ss;
+    tls_carrier_index = carrier_index;
+    tls_running = running_stack;
     void *mem = mmap(NULL, VT_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
@@ -123,6 +135,7 @@ void vt_guard_thread_leave(void)
      * still see this thread's stack through a stale annotation and report
      * a stack object here as out of bounds. */
     static const stack_t disable = { .ss_flags = SS_DISABLE };
+    tls_running = NULL;
     if (!tls_altstack) {
         return;
     }

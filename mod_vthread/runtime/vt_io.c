@@ -2,7 +2,7 @@
  * the fiber on its carrier's reactor until the fd is ready, then retry.
  * Off a fiber each call is the APR call it mirrors. */
 #include "vt_carrier.h"
-#include "vt_fiber.h"
+#include "vt_clock.h"
 #include "vt_reactor.h"
 #include "vt_wait.h"
 
@@ -22,8 +22,8 @@ typedef struct io_park_t {
 static void io_ready(vt_io_wait_t *io)
 {
     io_park_t *ip = (io_park_t *)((char *)io - offsetof(io_park_t, io));
-    if (vt_waiter_claim(&ip->w, APR_SUCCESS)) {
-        vt_waiter_resume(&ip->w);
+    if (vt_waitq_claim(&ip->w, APR_SUCCESS)) {
+        vt_wait_resume(&ip->w);
     }
 }
 
@@ -48,12 +48,12 @@ static apr_status_t fiber_wait_fd(vt_fiber_t *f, int fd, apr_int16_t events,
     ip.io.fd = fd;
     ip.io.events = events & (APR_POLLIN | APR_POLLOUT);
     ip.io.ready = io_ready;
-    vt_waiter_init(&ip.w);
+    vt_wait_init(&ip.w);
     rv = vt_reactor_add(r, &ip.io);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    rv = vt_waiter_wait(&ip.w, VT_PARK_IO, timeout, 0);
+    rv = vt_wait_park(&ip.w, VT_PARK_IO, timeout, 0);
     vt_reactor_remove(r, &ip.io);
     return rv;
 }
@@ -62,16 +62,16 @@ static apr_status_t thread_wait_fd(int fd, apr_int16_t events,
                                    apr_interval_time_t timeout)
 {
     struct pollfd pfd = { .fd = fd, .events = 0 };
-    vt_deadline_t d;
+    vt_clock_deadline_t d;
     if (events & APR_POLLIN) {
         pfd.events |= POLLIN;
     }
     if (events & APR_POLLOUT) {
         pfd.events |= POLLOUT;
     }
-    vt_deadline_start(&d, timeout);
+    vt_clock_deadline_start(&d, timeout);
     for (;;) {
-        apr_interval_time_t left = vt_deadline_left(&d);
+        apr_interval_time_t left = vt_clock_deadline_left(&d);
         int ms = left < 0 ? -1
                  : (left + 999) / 1000 > INT_MAX ? INT_MAX
                  : (int)((left + 999) / 1000);

@@ -1,8 +1,11 @@
-/* The runtime: carriers, watchdog, process default. See vt_runtime.h. */
+/* The runtime: carriers, watchdog, process default, and the account of
+ * its fibers. See vt_runtime.h. */
 #include "vt_runtime.h"
-#include "vt_carrier.h"
+#include "vt_clock.h"
 #include "vt_guard.h"
+#include "vt_log.h"
 #include "vt_stack.h"
+#include "vt_wait.h"
 #include "vt_watchdog.h"
 
 #include <stdatomic.h>
@@ -14,6 +17,21 @@
 /* Report fibers that keep stop waiting this often. */
 #define VT_STOP_REPORT_EVERY (5 * APR_USEC_PER_SEC)
 
+struct vt_runtime_t {
+    vt_config_t cfg;
+    apr_pool_t *pool;
+    int ncarriers;
+    vt_carrier_t *carriers;
+    _Atomic apr_uint32_t live;     /**< fibers created and not ended */
+    _Atomic apr_uint64_t next_id;
+    _Atomic int stopping;
+    int stopped;
+    pthread_mutex_t exit_lock;     /**< carriers_exited, with exit_cond */
+    pthread_cond_t exit_cond;
+    int carriers_exited;
+    vt_watchdog_t *watchdog;
+};
+
 static _Atomic(vt_runtime_t *) default_runtime;
 
 static int online_cpus(void)
@@ -22,39 +40,33 @@ static int online_cpus(void)
     return n < 1 ? 1 : n > VT_MAX_CARRIERS ? VT_MAX_CARRIERS : (int)n;
 }
 
-void vt_runtime_config_default(vt_runtime_config_t *cfg)
+/* ---- what the carriers tell the runtime (vt_carrier_hooks_t) ------- */
+
+void vt_runtime_fiber_ended(vt_fiber_t *f)
 {
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->carriers = 0;
-    cfg->stack_size = VT_DEFAULT_STACK_SIZE;
-    cfg->max_fibers = 0;
-    cfg->stack_cache_hot = 16;
-    cfg->pinned_warn = 100 * 1000;
+    vt_runtime_t *rt = f->carrier->owner;
+
+    /* Counted out before joiners wake, so a joiner sees it gone. */
+    atomic_fetch_sub(&f->carrier->live, 1);
+    atomic_fetch_sub(&rt->live, 1);
+    vt_wait_join_release(f);
+    vt_fiber_unref(f);
 }
 
-apr_status_t vt_runtime_config_check(const vt_runtime_config_t *cfg,
-                                     const char **why)
+static void carrier_exited(vt_carrier_t *c)
 {
-    apr_size_t rounded;
-    if (cfg->carriers < 0 || cfg->carriers > VT_MAX_CARRIERS) {
-        *why = "carriers must be 0 (one per CPU) to 256";
-        return APR_EINVAL;
-    }
-    if (vt_stack_size_round(cfg->stack_size, &rounded) != APR_SUCCESS) {
-        *why = "stack size must be 16K to 64M";
-        return APR_EINVAL;
-    }
-    if (cfg->pinned_warn < 0) {
-        *why = "pinned-fiber threshold must be 0 (off) or positive";
-        return APR_EINVAL;
-    }
-    if (cfg->stack_cache_hot > 1000000) {
-        *why = "stack cache must keep at most 1000000 stacks committed";
-        return APR_EINVAL;
-    }
-    *why = NULL;
-    return APR_SUCCESS;
+    vt_runtime_t *rt = c->owner;
+    pthread_mutex_lock(&rt->exit_lock);
+    rt->carriers_exited++;
+    pthread_cond_broadcast(&rt->exit_cond);
+    pthread_mutex_unlock(&rt->exit_lock);
 }
+
+static const vt_carrier_hooks_t carrier_hooks = {
+    vt_runtime_fiber_ended,
+    vt_wait_cancel_parked,
+    carrier_exited
+};
 
 static apr_status_t runtime_cleanup(void *data)
 {
@@ -64,7 +76,7 @@ static apr_status_t runtime_cleanup(void *data)
 /* Stop whatever was started, on a failed create or a normal stop. */
 static void join_carriers(vt_runtime_t *rt, int started)
 {
-    apr_time_t next_report = vt_now() + VT_STOP_REPORT_EVERY;
+    apr_time_t next_report = vt_clock_now() + VT_STOP_REPORT_EVERY;
     apr_uint32_t last_live = atomic_load(&rt->live);
     pthread_mutex_lock(&rt->exit_lock);
     while (rt->carriers_exited < started) {
@@ -72,19 +84,19 @@ static void join_carriers(vt_runtime_t *rt, int started)
         until.tv_sec = next_report / APR_USEC_PER_SEC;
         until.tv_nsec = (long)(next_report % APR_USEC_PER_SEC) * 1000;
         if (pthread_cond_timedwait(&rt->exit_cond, &rt->exit_lock, &until)
-            != 0 && vt_now() >= next_report) {
+            != 0 && vt_clock_now() >= next_report) {
             /* Only when no fiber ended meanwhile: a long but moving stop
              * (100,000 fibers unwinding) is not stuck. */
             apr_uint32_t live = atomic_load(&rt->live);
             if (live == last_live) {
-                vt_log(rt, VT_LOG_WARNING, VT_MSG_STOP_WAIT,
+                vt_log(&rt->cfg, VT_LOG_WARNING, VT_MSG_STOP_WAIT,
                        "stopping: %u fibers have not ended in %d s although "
                        "cancelled; a fiber that never parks (a CPU loop, a "
                        "blocking call) cannot be interrupted", (unsigned)live,
                        (int)(VT_STOP_REPORT_EVERY / APR_USEC_PER_SEC));
             }
             last_live = live;
-            next_report = vt_now() + VT_STOP_REPORT_EVERY;
+            next_report = vt_clock_now() + VT_STOP_REPORT_EVERY;
         }
     }
     pthread_mutex_unlock(&rt->exit_lock);
@@ -106,7 +118,7 @@ static void release_runtime(vt_runtime_t *rt, int initialised)
 }
 
 apr_status_t vt_runtime_create(vt_runtime_t **out,
-                               const vt_runtime_config_t *cfg,
+                               const vt_config_t *cfg,
                                apr_pool_t *p)
 {
     vt_runtime_t *rt;
@@ -116,7 +128,7 @@ apr_status_t vt_runtime_create(vt_runtime_t **out,
     pthread_condattr_t attr;
 
     *out = NULL;
-    if (vt_runtime_config_check(cfg, &why) != APR_SUCCESS) {
+    if (vt_config_check(cfg, &why) != APR_SUCCESS) {
         if (cfg->log) {
             cfg->log(cfg->log_baton, VT_LOG_ERR, VT_MSG_CONFIG, why);
         }
@@ -146,7 +158,8 @@ apr_status_t vt_runtime_create(vt_runtime_t **out,
     }
     vt_guard_install();
     for (; initialised < rt->ncarriers; initialised++) {
-        rv = vt_carrier_init(&rt->carriers[initialised], rt, initialised);
+        rv = vt_carrier_init(&rt->carriers[initialised], initialised, rt,
+                             &rt->cfg, &rt->stopping, &carrier_hooks);
         if (rv != APR_SUCCESS) {
             goto fail;
         }
@@ -159,7 +172,8 @@ apr_status_t vt_runtime_create(vt_runtime_t **out,
         }
     }
     if (rt->cfg.pinned_warn > 0) {
-        rv = vt_watchdog_start(&rt->watchdog, rt);
+        rv = vt_watchdog_start(&rt->watchdog, rt->carriers, rt->ncarriers,
+                               &rt->cfg, p);
         if (rv != APR_SUCCESS) {
             goto fail;
         }
@@ -173,7 +187,7 @@ apr_status_t vt_runtime_create(vt_runtime_t **out,
 fail:
     {
         char err[120];
-        vt_log(rt, VT_LOG_ERR, VT_MSG_THREAD,
+        vt_log(&rt->cfg, VT_LOG_ERR, VT_MSG_THREAD,
                "runtime not started: %s", apr_strerror(rv, err, sizeof(err)));
     }
     atomic_store(&rt->stopping, 1);
@@ -220,26 +234,82 @@ apr_uint32_t vt_runtime_live(const vt_runtime_t *rt)
     return atomic_load(&((vt_runtime_t *)rt)->live);
 }
 
+vt_runtime_t *vt_runtime_of_caller(void)
+{
+    vt_carrier_t *c = vt_carrier_self();
+    return c ? c->owner : vt_runtime_default();
+}
+
+const vt_config_t *vt_runtime_config(const vt_runtime_t *rt)
+{
+    return rt ? &rt->cfg : NULL;
+}
+
 apr_status_t vt_runtime_carrier_stats(const vt_runtime_t *rt, int index,
                                       vt_carrier_stats_t *out)
 {
-    const vt_carrier_t *c;
     if (!rt || !rt->carriers || index < 0 || index >= rt->ncarriers) {
         return APR_EINVAL;
     }
-    c = &rt->carriers[index];
-#define VT_READ(field) atomic_load_explicit(&((vt_carrier_t *)c)->field, \
-                                            memory_order_relaxed)
-    out->live = VT_READ(live);
-    out->runnable = VT_READ(runnable);
-    out->parked_timer = VT_READ(parked[VT_PARK_TIMER]);
-    out->parked_io = VT_READ(parked[VT_PARK_IO]);
-    out->parked_sync = VT_READ(parked[VT_PARK_SYNC]);
-    out->switches = VT_READ(switches);
-    out->started = VT_READ(started);
-    out->stacks_cached = VT_READ(stacks_cached);
-    out->stacks_cached_bytes = VT_READ(stacks_hot_bytes);
-    out->pinned = VT_READ(pinned);
-#undef VT_READ
+    vt_carrier_stats(&rt->carriers[index], out);
     return APR_SUCCESS;
+}
+
+/* ---- the account of fibers ------------------------------------------ */
+
+/* Least loaded by live fibers (created ones count at once); ties go to
+ * the caller's own carrier, so a fiber's children stay local (no
+ * cross-thread hand-off) when it is fair. */
+static vt_carrier_t *pick_carrier(vt_runtime_t *rt)
+{
+    vt_carrier_t *self = vt_carrier_self();
+    vt_carrier_t *best = (self && self->owner == rt) ? self
+                                                     : &rt->carriers[0];
+    apr_uint32_t best_load = atomic_load_explicit(&best->live,
+                                                  memory_order_relaxed);
+    for (int i = 0; i < rt->ncarriers && best_load > 0; i++) {
+        vt_carrier_t *c = &rt->carriers[i];
+        apr_uint32_t load = atomic_load_explicit(&c->live,
+                                                 memory_order_relaxed);
+        if (load < best_load) {
+            best = c;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+static int reserve_capacity(vt_runtime_t *rt)
+{
+    apr_uint32_t max = rt->cfg.max_fibers;
+    apr_uint32_t live = atomic_load(&rt->live);
+    do {
+        if (max && live >= max) {
+            return 0;
+        }
+    } while (!atomic_compare_exchange_weak(&rt->live, &live, live + 1));
+    return 1;
+}
+
+apr_status_t vt_runtime_admit(vt_runtime_t *rt, vt_fiber_t *f)
+{
+    if (atomic_load(&rt->stopping)) {
+        return APR_ECONNABORTED;
+    }
+    if (!reserve_capacity(rt)) {
+        return APR_EAGAIN;
+    }
+    f->carrier = pick_carrier(rt);
+    f->carrier_index = f->carrier->index;
+    f->stopping = &rt->stopping;
+    atomic_fetch_add(&f->carrier->live, 1);
+    f->id = atomic_fetch_add(&rt->next_id, 1) + 1;
+    return APR_SUCCESS;
+}
+
+void vt_runtime_unadmit(vt_fiber_t *f)
+{
+    vt_runtime_t *rt = f->carrier->owner;
+    atomic_fetch_sub(&f->carrier->live, 1);
+    atomic_fetch_sub(&rt->live, 1);
 }

@@ -1,7 +1,7 @@
 /* vthread_sleep: a park that only its timer or a cancel ends.
  * (vthread_yield is a scheduler operation: vt_carrier.c.) */
 #include "vt_carrier.h"
-#include "vt_fiber.h"
+#include "vt_clock.h"
 #include "vt_wait.h"
 
 #include <stdatomic.h>
@@ -20,7 +20,7 @@ apr_status_t vthread_sleep(apr_interval_time_t t)
         return vthread_cancelled() ? APR_ECONNABORTED : APR_SUCCESS;
     }
     /* Nobody else can end this wait but the timer or a cancel. */
-    vt_waiter_init(&w);
-    rv = vt_waiter_wait(&w, VT_PARK_TIMER, t, 0);
+    vt_wait_init(&w);
+    rv = vt_wait_park(&w, VT_PARK_TIMER, t, 0);
     return rv == APR_TIMEUP ? APR_SUCCESS : rv;
 }

@@ -1,7 +1,6 @@
 /* Fiber stacks: see vt_stack.h. */
 #include "vt_stack.h"
 #include "vt_annotate.h"
-#include "vt_runtime.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -10,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-apr_size_t vt_page_size(void)
+apr_size_t vt_stack_page_size(void)
 {
     static apr_size_t page;
     if (!page) {
@@ -22,8 +21,8 @@ apr_size_t vt_page_size(void)
 
 apr_status_t vt_stack_size_round(apr_size_t requested, apr_size_t *out)
 {
-    apr_size_t page = vt_page_size();
-    if (requested < VT_MIN_STACK_SIZE || requested > VT_MAX_STACK_SIZE) {
+    apr_size_t page = vt_stack_page_size();
+    if (requested < VT_STACK_MIN_SIZE || requested > VT_STACK_MAX_SIZE) {
         return APR_EINVAL;
     }
     *out = (requested + page - 1) / page * page;
@@ -35,7 +34,7 @@ void vt_stack_cache_init(vt_stack_cache_t *sc, apr_size_t size,
 {
     memset(sc, 0, sizeof(*sc));
     sc->size = size;
-    sc->guard = vt_page_size();
+    sc->guard = vt_stack_page_size();
     sc->hot_max = hot_max;
     sc->cold_max = hot_max;
 }
@@ -138,7 +137,7 @@ void vt_stack_put(vt_stack_cache_t *sc, vt_stack_t *st)
 
 apr_uint32_t vt_stack_cache_trim(vt_stack_cache_t *sc)
 {
-    apr_size_t page = vt_page_size();
+    apr_size_t page = vt_stack_page_size();
     apr_uint32_t trimmed = 0;
     while (sc->nhot > sc->hot_max) {
         vt_stack_t *cold = sc->last_hot;

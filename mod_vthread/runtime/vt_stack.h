@@ -24,6 +24,15 @@
 #include <apr.h>
 #include <apr_errno.h>
 
+/** Smallest usable stack size accepted. */
+#define VT_STACK_MIN_SIZE (16 * 1024)
+/** Largest usable stack size accepted. */
+#define VT_STACK_MAX_SIZE (64 * 1024 * 1024)
+/** Usable stack size when none is configured. */
+#define VT_STACK_DEFAULT_SIZE (256 * 1024)
+/** Bytes of a fiber's label a stack header keeps, with the NUL. */
+#define VT_STACK_LABEL_MAX 160
+
 /** One fiber stack. The struct itself lives at the very top of the
  *  stack's own mapping (the stack grows down from just below it), so it
  *  costs no page of its own and is readable as long as the cache lives. */
@@ -39,7 +48,7 @@ typedef struct vt_stack_t {
     struct vt_stack_t *all_prev;
     unsigned valgrind_id;        /**< its registration with valgrind */
     apr_uint64_t fiber_id;       /**< fiber using it (for reports) */
-    char label[160];             /**< that fiber's label (for reports) */
+    char label[VT_STACK_LABEL_MAX];             /**< that fiber's label (for reports) */
 } vt_stack_t;
 
 /** A carrier's cache of released stacks. */
@@ -59,12 +68,12 @@ typedef struct vt_stack_cache_t {
 } vt_stack_cache_t;
 
 /** Page size, cached. */
-apr_size_t vt_page_size(void);
+apr_size_t vt_stack_page_size(void);
 
 /**
  * Round a requested stack size up to whole pages, within bounds.
  * @return APR_SUCCESS or APR_EINVAL if outside
- *         VT_MIN_STACK_SIZE..VT_MAX_STACK_SIZE
+ *         VT_STACK_MIN_SIZE..VT_STACK_MAX_SIZE
  */
 apr_status_t vt_stack_size_round(apr_size_t requested, apr_size_t *out);
 

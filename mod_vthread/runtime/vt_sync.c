@@ -57,8 +57,8 @@ apr_status_t vthread_event_wait(vthread_event_t *ev,
     }
     else {
         vt_waiter_t w;
-        vt_waiter_init(&w);
-        rv = vt_waitq_wait(&ev->waiters, &ev->lock, &w, timeout, 0,
+        vt_wait_init(&w);
+        rv = vt_wait_queued(&ev->waiters, &ev->lock, &w, timeout, 0,
                            NULL, NULL);
     }
     pthread_mutex_unlock(&ev->lock);
@@ -73,7 +73,7 @@ void vthread_event_signal(vthread_event_t *ev)
         ev->pending = 1;
     }
     pthread_mutex_unlock(&ev->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
 }
 
 apr_size_t vthread_event_broadcast(vthread_event_t *ev)
@@ -83,7 +83,7 @@ apr_size_t vthread_event_broadcast(vthread_event_t *ev)
     pthread_mutex_lock(&ev->lock);
     n = vt_waitq_claim_all(&ev->waiters, APR_SUCCESS, &resume);
     pthread_mutex_unlock(&ev->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
     return n;
 }
 
@@ -108,8 +108,8 @@ apr_status_t vthread_mutex_lock(vthread_mutex_t *m)
     }
     else {
         vt_waiter_t w;
-        vt_waiter_init(&w);
-        rv = vt_waitq_wait(&m->waiters, &m->lock, &w, -1,
+        vt_wait_init(&w);
+        rv = vt_wait_queued(&m->waiters, &m->lock, &w, -1,
                            VT_WAIT_UNCANCELLABLE, NULL, NULL);
     }
     pthread_mutex_unlock(&m->lock);
@@ -138,7 +138,7 @@ apr_status_t vthread_mutex_unlock(vthread_mutex_t *m)
         m->held = 0;
     }
     pthread_mutex_unlock(&m->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
     return APR_SUCCESS;
 }
 
@@ -158,11 +158,11 @@ apr_status_t vthread_cond_wait(vthread_cond_t *c, vthread_mutex_t *m,
 {
     vt_waiter_t w;
     apr_status_t rv;
-    vt_waiter_init(&w);
+    vt_wait_init(&w);
     /* Queued before the user's mutex is released: a signal sent by the
      * next holder cannot be missed. */
     pthread_mutex_lock(&c->lock);
-    rv = vt_waitq_wait(&c->waiters, &c->lock, &w, timeout, 0,
+    rv = vt_wait_queued(&c->waiters, &c->lock, &w, timeout, 0,
                        unlock_user_mutex, m);
     pthread_mutex_unlock(&c->lock);
     /* The caller holds @a m again whatever happened, even if cancelled. */
@@ -176,7 +176,7 @@ void vthread_cond_signal(vthread_cond_t *c)
     pthread_mutex_lock(&c->lock);
     vt_waitq_claim_first(&c->waiters, APR_SUCCESS, &resume);
     pthread_mutex_unlock(&c->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
 }
 
 void vthread_cond_broadcast(vthread_cond_t *c)
@@ -185,5 +185,5 @@ void vthread_cond_broadcast(vthread_cond_t *c)
     pthread_mutex_lock(&c->lock);
     vt_waitq_claim_all(&c->waiters, APR_SUCCESS, &resume);
     pthread_mutex_unlock(&c->lock);
-    vt_waiter_resume_list(resume);
+    vt_wait_resume_list(resume);
 }

@@ -1,7 +1,7 @@
-/* Waiters and wait queues: see vt_wait.h. */
+/* Parking a fiber or a thread, and joins: see vt_wait.h. */
 #include "vt_wait.h"
 #include "vt_carrier.h"
-#include "vt_fiber.h"
+#include "vt_clock.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -19,28 +19,6 @@ typedef struct vt_parker_t {
 
 static _Thread_local vt_parker_t tls_parker;
 
-apr_time_t vt_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (apr_time_t)ts.tv_sec * APR_USEC_PER_SEC + ts.tv_nsec / 1000;
-}
-
-void vt_deadline_start(vt_deadline_t *d, apr_interval_time_t timeout)
-{
-    d->forever = timeout < 0;
-    d->at = d->forever ? 0 : vt_now() + timeout;
-}
-
-apr_interval_time_t vt_deadline_left(const vt_deadline_t *d)
-{
-    if (d->forever) {
-        return -1;
-    }
-    apr_time_t now = vt_now();
-    return d->at > now ? d->at - now : 0;
-}
-
 static vt_parker_t *parker_self(void)
 {
     vt_parker_t *p = &tls_parker;
@@ -56,7 +34,7 @@ static vt_parker_t *parker_self(void)
     return p;
 }
 
-void vt_waiter_init(vt_waiter_t *w)
+void vt_wait_init(vt_waiter_t *w)
 {
     atomic_init(&w->claimed, 0);
     w->result = APR_SUCCESS;
@@ -68,17 +46,7 @@ void vt_waiter_init(vt_waiter_t *w)
     w->data = NULL;
 }
 
-int vt_waiter_claim(vt_waiter_t *w, apr_status_t result)
-{
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&w->claimed, &expected, 1)) {
-        return 0;
-    }
-    w->result = result;
-    return 1;
-}
-
-void vt_waiter_resume(vt_waiter_t *w)
+void vt_wait_resume(vt_waiter_t *w)
 {
     if (w->fiber) {
         vt_carrier_schedule(w->fiber);
@@ -93,76 +61,13 @@ void vt_waiter_resume(vt_waiter_t *w)
     pthread_mutex_unlock(&p->lock);
 }
 
-void vt_waiter_resume_list(vt_waiter_t *list)
+void vt_wait_resume_list(vt_waiter_t *list)
 {
     while (list) {
         vt_waiter_t *next = list->resume_next; /* read before resume */
-        vt_waiter_resume(list);
+        vt_wait_resume(list);
         list = next;
     }
-}
-
-void vt_waitq_push(vt_waitq_t *q, vt_waiter_t *w)
-{
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail) {
-        q->tail->next = w;
-    }
-    else {
-        q->head = w;
-    }
-    q->tail = w;
-    w->linked = 1;
-    q->count++;
-}
-
-void vt_waitq_unlink(vt_waitq_t *q, vt_waiter_t *w)
-{
-    if (!w->linked) {
-        return;
-    }
-    if (w->prev) {
-        w->prev->next = w->next;
-    }
-    else {
-        q->head = w->next;
-    }
-    if (w->next) {
-        w->next->prev = w->prev;
-    }
-    else {
-        q->tail = w->prev;
-    }
-    w->prev = w->next = NULL;
-    w->linked = 0;
-    q->count--;
-}
-
-vt_waiter_t *vt_waitq_claim_first(vt_waitq_t *q, apr_status_t result,
-                                  vt_waiter_t **resume_list)
-{
-    vt_waiter_t *w;
-    while ((w = q->head) != NULL) {
-        vt_waitq_unlink(q, w);
-        if (vt_waiter_claim(w, result)) {
-            w->resume_next = *resume_list;
-            *resume_list = w;
-            return w;
-        }
-        /* Its timeout or cancel won: it unlinks itself, already done. */
-    }
-    return NULL;
-}
-
-apr_size_t vt_waitq_claim_all(vt_waitq_t *q, apr_status_t result,
-                              vt_waiter_t **resume_list)
-{
-    apr_size_t n = 0;
-    while (vt_waitq_claim_first(q, result, resume_list)) {
-        n++;
-    }
-    return n;
 }
 
 /* ---- parking a fiber ------------------------------------------------ */
@@ -175,20 +80,20 @@ typedef struct fiber_park_t {
 static void park_timer_fired(vt_timer_t *t)
 {
     fiber_park_t *fp = (fiber_park_t *)((char *)t - offsetof(fiber_park_t, timer));
-    if (vt_waiter_claim(fp->w, APR_TIMEUP)) {
-        vt_waiter_resume(fp->w);
+    if (vt_waitq_claim(fp->w, APR_TIMEUP)) {
+        vt_wait_resume(fp->w);
     }
 }
 
-void vt_fiber_cancel_parked(vt_fiber_t *f)
+void vt_wait_cancel_parked(vt_fiber_t *f)
 {
     vt_waiter_t *w = f->wait;
-    if (w && vt_waiter_claim(w, APR_ECONNABORTED)) {
-        vt_waiter_resume(w);
+    if (w && vt_waitq_claim(w, APR_ECONNABORTED)) {
+        vt_wait_resume(w);
     }
 }
 
-static apr_status_t fiber_wait(vt_waiter_t *w, vt_park_kind_e kind,
+static apr_status_t fiber_wait(vt_waiter_t *w, vt_fiber_park_e kind,
                                apr_interval_time_t timeout, int flags)
 {
     vt_fiber_t *f = w->fiber;
@@ -199,10 +104,10 @@ static apr_status_t fiber_wait(vt_waiter_t *w, vt_park_kind_e kind,
     /* Ending the wait ourselves is only allowed if we win the claim; if
      * a waker already won, it will schedule us, so we must park anyway. */
     if (cancellable && vt_fiber_is_cancelled(f)
-        && vt_waiter_claim(w, APR_ECONNABORTED)) {
+        && vt_waitq_claim(w, APR_ECONNABORTED)) {
         return APR_ECONNABORTED;
     }
-    if (timeout == 0 && vt_waiter_claim(w, APR_TIMEUP)) {
+    if (timeout == 0 && vt_waitq_claim(w, APR_TIMEUP)) {
         return APR_TIMEUP;
     }
     /* Before parking (a cancel it causes is seen once we are parked). */
@@ -211,21 +116,21 @@ static apr_status_t fiber_wait(vt_waiter_t *w, vt_park_kind_e kind,
     fp.timer.index = VT_TIMER_IDLE;
     fp.timer.fire = park_timer_fired;
     if (timeout > 0
-        && vt_timer_add(&c->timers, &fp.timer, vt_now() + timeout)
+        && vt_timer_add(&c->timers, &fp.timer, vt_clock_now() + timeout)
            != APR_SUCCESS
-        && vt_waiter_claim(w, APR_ENOMEM)) {
+        && vt_waitq_claim(w, APR_ENOMEM)) {
         return APR_ENOMEM;
     }
     f->wait = cancellable ? w : NULL;
     f->state = VT_FIBER_PARKED;
-    f->park_start = vt_now();
+    f->park_start = vt_clock_now();
     VT_COUNT_ADD(c->runnable, -1);
     VT_COUNT_ADD(c->parked[kind], 1);
 
     vt_fiber_switch_out(f);
 
     VT_COUNT_ADD(c->parked[kind], -1);
-    f->parked_total += vt_now() - f->park_start;
+    f->parked_total += vt_clock_now() - f->park_start;
     f->wait = NULL;
     vt_timer_remove(&c->timers, &fp.timer);
     return w->result;
@@ -255,7 +160,7 @@ static apr_status_t thread_wait(vt_waiter_t *w, apr_interval_time_t timeout)
         }
         if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT
             && !p->ready) {
-            if (vt_waiter_claim(w, APR_TIMEUP)) {
+            if (vt_waitq_claim(w, APR_TIMEUP)) {
                 pthread_mutex_unlock(&p->lock);
                 return APR_TIMEUP;
             }
@@ -268,19 +173,19 @@ static apr_status_t thread_wait(vt_waiter_t *w, apr_interval_time_t timeout)
     return w->result;
 }
 
-apr_status_t vt_waiter_wait(vt_waiter_t *w, vt_park_kind_e kind,
+apr_status_t vt_wait_park(vt_waiter_t *w, vt_fiber_park_e kind,
                             apr_interval_time_t timeout, int flags)
 {
     if (w->fiber) {
         return fiber_wait(w, kind, timeout, flags);
     }
-    if (timeout == 0 && vt_waiter_claim(w, APR_TIMEUP)) {
+    if (timeout == 0 && vt_waitq_claim(w, APR_TIMEUP)) {
         return APR_TIMEUP;
     }
     return thread_wait(w, timeout);
 }
 
-apr_status_t vt_waitq_wait(vt_waitq_t *q, pthread_mutex_t *lock,
+apr_status_t vt_wait_queued(vt_waitq_t *q, pthread_mutex_t *lock,
                            vt_waiter_t *w, apr_interval_time_t timeout,
                            int flags, void (*before_park)(void *),
                            void *before_park_arg)
@@ -291,8 +196,53 @@ apr_status_t vt_waitq_wait(vt_waitq_t *q, pthread_mutex_t *lock,
     if (before_park) {
         before_park(before_park_arg);
     }
-    rv = vt_waiter_wait(w, VT_PARK_SYNC, timeout, flags);
+    rv = vt_wait_park(w, VT_PARK_SYNC, timeout, flags);
     pthread_mutex_lock(lock);
     vt_waitq_unlink(q, w);
     return rv;
+}
+
+/* ---- joins ---------------------------------------------------------- */
+
+apr_status_t vt_wait_join(vt_fiber_t *f, apr_interval_time_t timeout,
+                          apr_status_t *result)
+{
+    apr_status_t rv = APR_SUCCESS;
+    if (!f) {
+        return APR_EINVAL;
+    }
+    pthread_mutex_lock(&f->join_lock);
+    if (!f->done) {
+        vt_waiter_t w;
+        vt_wait_init(&w);
+        if (w.fiber == f) {
+            pthread_mutex_unlock(&f->join_lock);
+            return APR_EINVAL; /* joining itself would never return */
+        }
+        rv = vt_wait_queued(&f->joiners, &f->join_lock, &w, timeout, 0,
+                            NULL, NULL);
+        if (rv == APR_SUCCESS && !f->done) {
+            rv = APR_EGENERAL; /* cannot happen: only the end wakes joiners */
+        }
+    }
+    pthread_mutex_unlock(&f->join_lock);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (result) {
+        *result = f->result;
+    }
+    vt_fiber_unref(f);
+    return APR_SUCCESS;
+}
+
+void vt_wait_join_release(vt_fiber_t *f)
+{
+    vt_waiter_t *resume = NULL;
+
+    pthread_mutex_lock(&f->join_lock);
+    f->done = 1;
+    vt_waitq_claim_all(&f->joiners, APR_SUCCESS, &resume);
+    pthread_mutex_unlock(&f->join_lock);
+    vt_wait_resume_list(resume);
 }

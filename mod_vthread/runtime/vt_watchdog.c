@@ -1,8 +1,9 @@
 /* Pinned-fiber watchdog: see vt_watchdog.h. */
 #include "vt_watchdog.h"
 #include "vt_carrier.h"
+#include "vt_clock.h"
+#include "vt_log.h"
 #include "vt_thread_name.h"
-#include "vt_wait.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,7 +17,9 @@ typedef struct carrier_watch_t {
 } carrier_watch_t;
 
 struct vt_watchdog_t {
-    vt_runtime_t *rt;
+    vt_carrier_t *carriers;
+    int ncarriers;
+    const vt_config_t *cfg;
     apr_thread_t *thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -39,7 +42,7 @@ static void check_carrier(vt_watchdog_t *wd, vt_carrier_t *c,
         cw->since = now;
         return;
     }
-    if (cw->reported_at == sw || now - cw->since < wd->rt->cfg.pinned_warn) {
+    if (cw->reported_at == sw || now - cw->since < wd->cfg->pinned_warn) {
         return;
     }
     /* The carrier unmaps no stack while the flag is up (vt_stack.h), and
@@ -60,18 +63,18 @@ static void check_carrier(vt_watchdog_t *wd, vt_carrier_t *c,
     }
     cw->reported_at = sw;
     atomic_fetch_add(&c->pinned, 1);
-    vt_log(wd->rt, VT_LOG_WARNING, VT_MSG_PINNED,
+    vt_log(wd->cfg, VT_LOG_WARNING, VT_MSG_PINNED,
            "fiber %llu '%s' has held carrier %d for %lld ms without "
            "yielding (VThreadPinnedWarn %lld ms); other fibers on that "
            "carrier are waiting", (unsigned long long)id, label, c->index,
            (long long)((now - cw->since) / 1000),
-           (long long)(wd->rt->cfg.pinned_warn / 1000));
+           (long long)(wd->cfg->pinned_warn / 1000));
 }
 
 static void *APR_THREAD_FUNC watchdog_main(apr_thread_t *thread, void *data)
 {
     vt_watchdog_t *wd = data;
-    apr_interval_time_t period = wd->rt->cfg.pinned_warn / 4;
+    apr_interval_time_t period = wd->cfg->pinned_warn / 4;
     (void)thread;
     vt_thread_name("watchdog", -1);
     if (period < 1000) {
@@ -83,41 +86,44 @@ static void *APR_THREAD_FUNC watchdog_main(apr_thread_t *thread, void *data)
     pthread_mutex_lock(&wd->lock);
     while (!wd->stop) {
         struct timespec until;
-        apr_time_t at = vt_now() + period;
+        apr_time_t at = vt_clock_now() + period;
         until.tv_sec = at / APR_USEC_PER_SEC;
         until.tv_nsec = (long)(at % APR_USEC_PER_SEC) * 1000;
         pthread_cond_timedwait(&wd->cond, &wd->lock, &until);
         if (wd->stop) {
             break;
         }
-        apr_time_t now = vt_now();
-        for (int i = 0; i < wd->rt->ncarriers; i++) {
-            check_carrier(wd, &wd->rt->carriers[i], &wd->watch[i], now);
+        apr_time_t now = vt_clock_now();
+        for (int i = 0; i < wd->ncarriers; i++) {
+            check_carrier(wd, &wd->carriers[i], &wd->watch[i], now);
         }
     }
     pthread_mutex_unlock(&wd->lock);
     return NULL;
 }
 
-apr_status_t vt_watchdog_start(vt_watchdog_t **out, vt_runtime_t *rt)
+apr_status_t vt_watchdog_start(vt_watchdog_t **out, vt_carrier_t *carriers,
+                               int ncarriers, const vt_config_t *cfg,
+                               apr_pool_t *p)
 {
     vt_watchdog_t *wd = calloc(1, sizeof(*wd));
     pthread_condattr_t attr;
     apr_status_t rv;
     *out = NULL;
-    if (!wd || !(wd->watch = calloc((size_t)rt->ncarriers,
+    if (!wd || !(wd->watch = calloc((size_t)ncarriers,
                                     sizeof(*wd->watch)))) {
         free(wd);
         return APR_ENOMEM;
     }
-    wd->rt = rt;
+    wd->carriers = carriers;
+    wd->ncarriers = ncarriers;
+    wd->cfg = cfg;
     pthread_mutex_init(&wd->lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&wd->cond, &attr);
     pthread_condattr_destroy(&attr);
-    rv = rt->cfg.thread_create(&wd->thread, NULL, watchdog_main, wd,
-                               rt->pool);
+    rv = cfg->thread_create(&wd->thread, NULL, watchdog_main, wd, p);
     if (rv != APR_SUCCESS) {
         pthread_cond_destroy(&wd->cond);
         pthread_mutex_destroy(&wd->lock);

@@ -12,13 +12,24 @@
 #define VT_WATCHDOG_H
 
 #include <apr_errno.h>
+#include <apr_pools.h>
 #include <apr_time.h>
 
-struct vt_runtime_t;
+#include "vt_carrier.h"
+#include "vt_config.h"
+
 typedef struct vt_watchdog_t vt_watchdog_t;
 
-/** Start watching @a rt's carriers; threshold is rt's pinned_warn. */
-apr_status_t vt_watchdog_start(vt_watchdog_t **wd, struct vt_runtime_t *rt);
+/**
+ * Start a thread that watches @a carriers.
+ * @param carriers the runtime's carriers, alive until vt_watchdog_stop()
+ * @param ncarriers how many
+ * @param cfg its threshold (pinned_warn, > 0), log and thread_create
+ * @param p pool for the thread
+ */
+apr_status_t vt_watchdog_start(vt_watchdog_t **wd, vt_carrier_t *carriers,
+                               int ncarriers, const vt_config_t *cfg,
+                               apr_pool_t *p);
 
 /** Stop the thread and free the watchdog. */
 void vt_watchdog_stop(vt_watchdog_t *wd);

@@ -13,7 +13,7 @@
  * ap_timeout_parameter_parse, ap_server_conf; vthread_module from
  * mod_vthread.c) is defined below; ap_timeout_parameter_parse has the
  * semantics of httpd 2.4.71's (negative and overflowing values refused).
- * The fiber runtime (vt_runtime_config_check) is linked from the sources.
+ * The fiber runtime (vt_config_check) is linked from the sources.
  *
  * Input: first byte picks the directive, the rest (up to a NUL) is its
  * argument line; VThreadHandler's is split on blanks into arguments.
@@ -204,7 +204,7 @@ static int ref_stack(const char *a, apr_size_t *v)
         return 0;
     }
     n *= scale;
-    if (n < VT_MIN_STACK_SIZE || n > VT_MAX_STACK_SIZE) {
+    if (n < VT_STACK_MIN_SIZE || n > VT_STACK_MAX_SIZE) {
         return 0;
     }
     *v = (apr_size_t)n;
@@ -375,7 +375,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     void *confs[1];
     cmd_parms cmd;
     vtm_srv_conf_t *sc;
-    vt_runtime_config_t rc;
+    vt_config_t rc;
     const char *err = NULL, *why = NULL, *name;
     char *arg;
     int which, ok = 0;
@@ -497,7 +497,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* Whatever was stored passes the runtime's own check. */
     vtm_config_runtime(sc, &rc);
-    if (vt_runtime_config_check(&rc, &why) != APR_SUCCESS && !err) {
+    if (vt_config_check(&rc, &why) != APR_SUCCESS && !err) {
         FAIL("%s '%s' accepted but the runtime refuses it: %s", name, arg,
              why);
     }

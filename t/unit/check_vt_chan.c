@@ -484,8 +484,8 @@ START_TEST(test_cancel_parked)
     fr = vt_test_go(&t, fn_recv_one, &r, "receiver");
     fs = vt_test_go(&t, fn_send_one, &s, "sender");
     ck_assert(vt_test_wait_parked(t.rt, 0, 0, 2));
-    vt_fiber_cancel(fr);
-    vt_fiber_cancel(fs);
+    vt_spawn_cancel(fr);
+    vt_spawn_cancel(fs);
     ck_assert_int_eq(vt_test_join(fr), APR_SUCCESS);
     ck_assert_int_eq(vt_test_join(fs), APR_SUCCESS);
     ck_assert_int_eq(r.rv, APR_ECONNABORTED);

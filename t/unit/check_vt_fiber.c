@@ -20,7 +20,7 @@ typedef struct {
     int on_fiber;
     vt_fiber_t *self;
     int carrier;
-    char label[VT_LABEL_MAX + 8];
+    char label[VT_FIBER_LABEL_MAX + 8];
 } whoami_t;
 
 static apr_status_t fn_whoami(void *arg)
@@ -47,11 +47,11 @@ START_TEST(test_create_start_join)
     ck_assert_int_eq(vthread_on_fiber(), 0);
     ck_assert_ptr_null(vt_fiber_current());
 
-    ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_whoami, &w, "job-1"),
+    ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_whoami, &w, "job-1"),
                      APR_SUCCESS);
     ck_assert_ptr_nonnull(f);
-    vt_fiber_start(f);
-    ck_assert_int_eq(vt_fiber_join(f, apr_time_from_sec(10), &result),
+    vt_spawn_start(f);
+    ck_assert_int_eq(vt_wait_join(f, apr_time_from_sec(10), &result),
                      APR_SUCCESS);
     ck_assert_int_eq(result, 42);
     ck_assert_int_eq(w.arg_seen, 1);
@@ -65,7 +65,7 @@ START_TEST(test_create_start_join)
 
     /* a NULL result pointer is allowed */
     f = vt_test_go(&t, fn_whoami, &w, NULL);
-    ck_assert_int_eq(vt_fiber_join(f, -1, NULL), APR_SUCCESS);
+    ck_assert_int_eq(vt_wait_join(f, -1, NULL), APR_SUCCESS);
     ck_assert_str_eq(w.label, "");
     vt_test_rt_stop(&t);
 }
@@ -84,14 +84,14 @@ START_TEST(test_not_run_before_start)
     _Atomic int ran = 0;
     apr_status_t result = -1;
     vt_test_rt_start(&t, 2);
-    ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_set_flag, &ran, "lazy"),
+    ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_set_flag, &ran, "lazy"),
                      APR_SUCCESS);
     /* created counts as alive (it holds capacity) but does not run */
     ck_assert_uint_eq(vt_runtime_live(t.rt), 1);
     apr_sleep(VT_MS(50));
     ck_assert_int_eq(atomic_load(&ran), 0);
-    vt_fiber_start(f);
-    ck_assert_int_eq(vt_fiber_join(f, apr_time_from_sec(10), &result),
+    vt_spawn_start(f);
+    ck_assert_int_eq(vt_wait_join(f, apr_time_from_sec(10), &result),
                      APR_SUCCESS);
     ck_assert_int_eq(result, APR_SUCCESS);
     ck_assert_int_eq(atomic_load(&ran), 1);
@@ -107,16 +107,16 @@ START_TEST(test_discard)
     vt_test_config(&t, 2);
     t.cfg.max_fibers = 1;
     vt_test_rt_start_cfg(&t);
-    ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_set_flag, &ran, "x"),
+    ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_set_flag, &ran, "x"),
                      APR_SUCCESS);
-    ck_assert_int_eq(vt_fiber_create(&g, t.rt, fn_set_flag, &ran, "y"),
+    ck_assert_int_eq(vt_spawn_create(&g, t.rt, fn_set_flag, &ran, "y"),
                      APR_EAGAIN);
-    vt_fiber_discard(f);
+    vt_spawn_discard(f);
     ck_assert_uint_eq(vt_runtime_live(t.rt), 0);
     /* its unit of capacity came back */
-    ck_assert_int_eq(vt_fiber_create(&g, t.rt, fn_set_flag, &ran, "y"),
+    ck_assert_int_eq(vt_spawn_create(&g, t.rt, fn_set_flag, &ran, "y"),
                      APR_SUCCESS);
-    vt_fiber_discard(g);
+    vt_spawn_discard(g);
     apr_sleep(VT_MS(20));
     ck_assert_int_eq(atomic_load(&ran), 0);
     vt_test_rt_stop(&t);
@@ -137,7 +137,7 @@ START_TEST(test_detach)
     vt_test_rt_start(&t, 2);
     for (int i = 0; i < 10; i++) {
         vt_fiber_t *f = vt_test_go(&t, fn_detached, &done, "detached");
-        vt_fiber_detach(f);
+        vt_spawn_detach(f);
     }
     ck_assert(vt_test_wait_live(t.rt, 0));
     ck_assert_int_eq(atomic_load(&done), 10);
@@ -151,7 +151,7 @@ START_TEST(test_create_einval)
     vt_fiber_t *f = NULL;
     vthread_t *th = NULL;
     vt_test_rt_start(&t, 2);
-    ck_assert_int_eq(vt_fiber_create(&f, t.rt, NULL, NULL, "null"),
+    ck_assert_int_eq(vt_spawn_create(&f, t.rt, NULL, NULL, "null"),
                      APR_EINVAL);
     ck_assert_int_eq(vthread_spawn(&th, NULL, NULL), APR_EINVAL);
     ck_assert_uint_eq(vt_runtime_live(t.rt), 0);
@@ -169,24 +169,24 @@ START_TEST(test_labels)
 
     /* the label is copied */
     strcpy(buf, "GET /slow HTTP/1.1");
-    ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_whoami, &w, buf),
+    ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_whoami, &w, buf),
                      APR_SUCCESS);
     memset(buf, 'z', sizeof(buf) - 1);
     buf[sizeof(buf) - 1] = '\0';
     ck_assert_str_eq(vt_fiber_label(f), "GET /slow HTTP/1.1");
-    vt_fiber_start(f);
+    vt_spawn_start(f);
     vt_test_join(f);
     ck_assert_str_eq(w.label, "GET /slow HTTP/1.1");
 
-    /* a long label is cut to VT_LABEL_MAX - 1 bytes */
+    /* a long label is cut to VT_FIBER_LABEL_MAX - 1 bytes */
     for (size_t i = 0; i < sizeof(longl) - 1; i++) {
         longl[i] = (char)('a' + i % 26);
     }
     longl[sizeof(longl) - 1] = '\0';
     f = vt_test_go(&t, fn_whoami, &w, longl);
     vt_test_join(f);
-    ck_assert_uint_eq(strlen(w.label), VT_LABEL_MAX - 1);
-    ck_assert_int_eq(memcmp(w.label, longl, VT_LABEL_MAX - 1), 0);
+    ck_assert_uint_eq(strlen(w.label), VT_FIBER_LABEL_MAX - 1);
+    ck_assert_int_eq(memcmp(w.label, longl, VT_FIBER_LABEL_MAX - 1), 0);
     vt_test_rt_stop(&t);
 }
 END_TEST
@@ -195,9 +195,9 @@ END_TEST
  * the new label replaces the whole old one, in the fiber and in its
  * stack's header (what an overflow report names). */
 typedef struct {
-    char after_long[VT_LABEL_MAX];
-    char after_short[VT_LABEL_MAX];
-    char in_stack[VT_LABEL_MAX];
+    char after_long[VT_FIBER_LABEL_MAX];
+    char after_short[VT_FIBER_LABEL_MAX];
+    char in_stack[VT_FIBER_LABEL_MAX];
 } relabel_t;
 
 static apr_status_t fn_relabel(void *arg)
@@ -578,8 +578,8 @@ START_TEST(test_cancel_sleeping)
     f = vt_test_go(&t, fn_cancel_me, &c, "cancel-me");
     ck_assert(vt_test_wait_until(started, &c, apr_time_from_sec(5)));
     ck_assert(vt_test_wait_parked(t.rt, 1, 0, 0));
-    vt_fiber_cancel(f);
-    vt_fiber_cancel(f);     /* idempotent */
+    vt_spawn_cancel(f);
+    vt_spawn_cancel(f);     /* idempotent */
     ck_assert_int_eq(vt_test_join(f), APR_ECONNABORTED);
     ck_assert_int_eq(c.first, APR_ECONNABORTED);
     ck_assert_int_lt(c.first_took, apr_time_from_sec(10));
@@ -607,10 +607,10 @@ START_TEST(test_cancel_before_start)
     apr_time_t t0 = apr_time_now();
     memset(&c, 0, sizeof(c));
     vt_test_rt_start(&t, 2);
-    ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_cancelled_at_start, &c,
+    ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_cancelled_at_start, &c,
                                      "early"), APR_SUCCESS);
-    vt_fiber_cancel(f);
-    vt_fiber_start(f);
+    vt_spawn_cancel(f);
+    vt_spawn_start(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(c.cancelled_after, 1);
     ck_assert_int_eq(c.first, APR_ECONNABORTED);
@@ -642,7 +642,7 @@ START_TEST(test_cancel_running)
     vt_test_rt_start_cfg(&t);
     f = vt_test_go(&t, fn_spin_until_cancelled, &c, "spinner");
     ck_assert(vt_test_wait_until(started, &c, apr_time_from_sec(5)));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(c.cancelled_after, 1);
     vt_test_rt_stop(&t);
@@ -683,7 +683,7 @@ START_TEST(test_cancel_joiner)
     f = vt_test_go(&t, fn_joiner, &j, "joiner");
     ck_assert(vt_test_wait_until(joiner_started, &j, apr_time_from_sec(5)));
     ck_assert(vt_test_wait_parked(t.rt, 1, 0, 1));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(j.join_rv, APR_ECONNABORTED);
     ck_assert_int_eq(vthread_join(j.target, apr_time_from_sec(10), &result),
@@ -788,7 +788,7 @@ START_TEST(test_defer_on_cancel)
     vt_test_rt_start(&t, 2);
     f = vt_test_go(&t, fn_defers, &d, "defer-cancel");
     ck_assert(vt_test_wait_until(defer_started, &d, apr_time_from_sec(5)));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(d.log.sleep_rv, APR_ECONNABORTED);
     check_defer_log(&d);
@@ -803,7 +803,7 @@ START_TEST(test_defer_detached)
     defer_test_t d;
     memset(&d, 0, sizeof(d));
     vt_test_rt_start(&t, 2);
-    vt_fiber_detach(vt_test_go(&t, fn_defers, &d, "defer-detached"));
+    vt_spawn_detach(vt_test_go(&t, fn_defers, &d, "defer-detached"));
     ck_assert(vt_test_wait_live(t.rt, 0));
     check_defer_log(&d);
     vt_test_rt_stop(&t);
@@ -861,7 +861,7 @@ typedef struct {
 
 static void *start_elsewhere(void *arg)
 {
-    vt_fiber_start(((starter_t *)arg)->f);
+    vt_spawn_start(((starter_t *)arg)->f);
     return NULL;
 }
 
@@ -873,7 +873,7 @@ START_TEST(test_start_from_other_thread)
     apr_thread_t *th;
     memset(&w, 0, sizeof(w));
     vt_test_rt_start(&t, 2);
-    ck_assert_int_eq(vt_fiber_create(&s.f, t.rt, fn_whoami, &w, "elsewhere"),
+    ck_assert_int_eq(vt_spawn_create(&s.f, t.rt, fn_whoami, &w, "elsewhere"),
                      APR_SUCCESS);
     th = vt_test_thread(t.pool, start_elsewhere, &s);
     vt_test_thread_join(th);

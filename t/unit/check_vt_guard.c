@@ -180,11 +180,11 @@ static void child_runtime(void *arg)
     crash_t *x = arg;
     apr_pool_t *pool;
     vt_runtime_t *rt;
-    vt_runtime_config_t cfg;
+    vt_config_t cfg;
     vt_fiber_t *f;
-    vt_runtime_config_default(&cfg);
+    vt_config_default(&cfg);
     cfg.carriers = x->carriers;
-    cfg.stack_size = VT_MIN_STACK_SIZE;
+    cfg.stack_size = VT_STACK_MIN_SIZE;
     cfg.pinned_warn = 0;
     cfg.log = NULL;     /* stderr */
     if (apr_pool_create(&pool, NULL) != APR_SUCCESS
@@ -193,22 +193,22 @@ static void child_runtime(void *arg)
         _exit(3);
     }
     if (x->bystander) {
-        if (vt_fiber_create(&f, rt, fn_sleep_long, NULL, x->bystander)
+        if (vt_spawn_create(&f, rt, fn_sleep_long, NULL, x->bystander)
             != APR_SUCCESS) {
             _exit(4);
         }
-        vt_fiber_start(f);
+        vt_spawn_start(f);
         apr_sleep(VT_MS(20));
     }
     if (x->crash_off_fiber) {
         null_deref();
         _exit(0);
     }
-    if (vt_fiber_create(&f, rt, x->fn, NULL, x->label) != APR_SUCCESS) {
+    if (vt_spawn_create(&f, rt, x->fn, NULL, x->label) != APR_SUCCESS) {
         _exit(5);
     }
-    vt_fiber_start(f);
-    vt_fiber_join(f, apr_time_from_sec(15), NULL);
+    vt_spawn_start(f);
+    vt_wait_join(f, apr_time_from_sec(15), NULL);
     fprintf(stderr, "child: the fiber returned\n");
     _exit(0);
 }
@@ -278,7 +278,7 @@ static void child_touch_guard(void *arg)
     vt_stack_cache_t sc;
     vt_stack_t *st;
     (void)arg;
-    vt_stack_cache_init(&sc, VT_MIN_STACK_SIZE, 1);
+    vt_stack_cache_init(&sc, VT_STACK_MIN_SIZE, 1);
     if (vt_stack_get(&sc, &st) != APR_SUCCESS) {
         _exit(3);
     }

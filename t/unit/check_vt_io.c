@@ -804,7 +804,7 @@ START_TEST(test_cancel_io_wait)
     c.recv_rv = c.fd_rv = -1;
     f = vt_test_go(&t, fn_recv_forever, &c, "recv-forever");
     ck_assert(vt_test_wait_parked(t.rt, 0, 1, 0));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(c.recv_rv, APR_ECONNABORTED);
     ck_assert_int_eq(c.fd_rv, APR_ECONNABORTED);
@@ -856,15 +856,15 @@ static apr_status_t fn_acceptor(void *arg)
                       == APR_SUCCESS)) {
             break;
         }
-        if (!VT_CHECK(vt_fiber_create(&kids[k], a->rt, fn_conn_echo, c,
+        if (!VT_CHECK(vt_spawn_create(&kids[k], a->rt, fn_conn_echo, c,
                                       "conn") == APR_SUCCESS)) {
             apr_socket_close(c);
             break;
         }
-        vt_fiber_start(kids[k++]);
+        vt_spawn_start(kids[k++]);
     }
     for (int i = 0; i < k; i++) {
-        VT_CHECK(vt_fiber_join(kids[i], -1, NULL) == APR_SUCCESS);
+        VT_CHECK(vt_wait_join(kids[i], -1, NULL) == APR_SUCCESS);
         atomic_fetch_add(&a->echoed, 1);
     }
     return APR_SUCCESS;

@@ -25,69 +25,69 @@
 
 START_TEST(test_config_defaults)
 {
-    vt_runtime_config_t cfg;
+    vt_config_t cfg;
     const char *why = "untouched";
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     memset(&cfg, 0x5a, sizeof(cfg));
-    vt_runtime_config_default(&cfg);
+    vt_config_default(&cfg);
     /* "online CPUs": either spelled 0 (one per CPU) or the count itself */
     ck_assert_msg(cfg.carriers == 0 || cfg.carriers == (int)cpus,
                   "default carriers %d", cfg.carriers);
-    ck_assert_uint_eq(cfg.stack_size, VT_DEFAULT_STACK_SIZE);
+    ck_assert_uint_eq(cfg.stack_size, VT_STACK_DEFAULT_SIZE);
     ck_assert_uint_eq(cfg.max_fibers, 0);
     ck_assert_int_eq(cfg.pinned_warn, VT_MS(100));
     ck_assert_ptr_null(cfg.log);
     ck_assert_ptr_null(cfg.log_baton);
     ck_assert_ptr_null(cfg.thread_create);
-    ck_assert_int_eq(vt_runtime_config_check(&cfg, &why), APR_SUCCESS);
+    ck_assert_int_eq(vt_config_check(&cfg, &why), APR_SUCCESS);
 }
 END_TEST
 
-static void expect_rejected(const vt_runtime_config_t *cfg, const char *field,
+static void expect_rejected(const vt_config_t *cfg, const char *field,
                             const char *what)
 {
     const char *why = NULL;
-    apr_status_t rv = vt_runtime_config_check(cfg, &why);
+    apr_status_t rv = vt_config_check(cfg, &why);
     ck_assert_msg(rv == APR_EINVAL, "%s: check returned %d", what, rv);
     ck_assert_msg(why != NULL && *why, "%s: no message", what);
     ck_assert_msg(strcasestr(why, field) != NULL,
                   "%s: message \"%s\" does not name %s", what, why, field);
 }
 
-static void expect_accepted(const vt_runtime_config_t *cfg, const char *what)
+static void expect_accepted(const vt_config_t *cfg, const char *what)
 {
     const char *why = NULL;
-    apr_status_t rv = vt_runtime_config_check(cfg, &why);
+    apr_status_t rv = vt_config_check(cfg, &why);
     ck_assert_msg(rv == APR_SUCCESS, "%s: check returned %d (%s)", what, rv,
                   why ? why : "");
 }
 
 START_TEST(test_config_check)
 {
-    vt_runtime_config_t cfg;
+    vt_config_t cfg;
     static const int bad_carriers[] = { -1, -1000, INT_MIN,
                                         VT_MAX_CARRIERS + 1, 100000,
                                         INT_MAX };
-    static const apr_size_t bad_stacks[] = { 0, 1, VT_MIN_STACK_SIZE - 1,
-                                             VT_MAX_STACK_SIZE + 1,
+    static const apr_size_t bad_stacks[] = { 0, 1, VT_STACK_MIN_SIZE - 1,
+                                             VT_STACK_MAX_SIZE + 1,
                                              (apr_size_t)-1 };
     for (size_t i = 0; i < sizeof(bad_carriers) / sizeof(*bad_carriers);
          i++) {
         char what[64];
-        vt_runtime_config_default(&cfg);
+        vt_config_default(&cfg);
         cfg.carriers = bad_carriers[i];
         snprintf(what, sizeof(what), "carriers %d", bad_carriers[i]);
         expect_rejected(&cfg, "carrier", what);
     }
     for (size_t i = 0; i < sizeof(bad_stacks) / sizeof(*bad_stacks); i++) {
         char what[64];
-        vt_runtime_config_default(&cfg);
+        vt_config_default(&cfg);
         cfg.stack_size = bad_stacks[i];
         snprintf(what, sizeof(what), "stack_size %zu", bad_stacks[i]);
         expect_rejected(&cfg, "stack", what);
     }
     /* the bounds themselves are fine; 0 carriers means one per CPU */
-    vt_runtime_config_default(&cfg);
+    vt_config_default(&cfg);
     cfg.carriers = 0;
     expect_accepted(&cfg, "carriers 0");
     cfg.carriers = 1;
@@ -95,11 +95,11 @@ START_TEST(test_config_check)
     cfg.carriers = VT_MAX_CARRIERS;
     expect_accepted(&cfg, "carriers max");
     cfg.carriers = 2;
-    cfg.stack_size = VT_MIN_STACK_SIZE;
+    cfg.stack_size = VT_STACK_MIN_SIZE;
     expect_accepted(&cfg, "stack min");
-    cfg.stack_size = VT_MAX_STACK_SIZE;
+    cfg.stack_size = VT_STACK_MAX_SIZE;
     expect_accepted(&cfg, "stack max");
-    cfg.stack_size = VT_MIN_STACK_SIZE + 1;     /* rounded up, not refused */
+    cfg.stack_size = VT_STACK_MIN_SIZE + 1;     /* rounded up, not refused */
     expect_accepted(&cfg, "stack min+1");
 }
 END_TEST
@@ -323,7 +323,7 @@ START_TEST(test_stats_parked_kinds)
     ck_assert_uint_eq(s.runnable, 0);
     ck_assert_uint_eq(vt_runtime_live(t.rt), 3);
     for (int i = 0; i < 3; i++) {
-        vt_fiber_cancel(f[i]);
+        vt_spawn_cancel(f[i]);
         ck_assert_int_eq(vt_test_join(f[i]), APR_ECONNABORTED);
     }
     vt_test_stats_sum(t.rt, &s);
@@ -351,18 +351,18 @@ START_TEST(test_max_fibers)
     t.cfg.max_fibers = 3;
     vt_test_rt_start_cfg(&t);
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(vt_fiber_create(&f[i], t.rt, fn_nothing, NULL, "m"),
+        ck_assert_int_eq(vt_spawn_create(&f[i], t.rt, fn_nothing, NULL, "m"),
                          APR_SUCCESS);
     }
-    ck_assert_int_eq(vt_fiber_create(&f[3], t.rt, fn_nothing, NULL, "m"),
+    ck_assert_int_eq(vt_spawn_create(&f[3], t.rt, fn_nothing, NULL, "m"),
                      APR_EAGAIN);
     ck_assert_int_eq(vthread_spawn(&th, fn_nothing, NULL), APR_EAGAIN);
     ck_assert_uint_eq(vt_runtime_live(t.rt), 3);
-    vt_fiber_discard(f[2]);
-    ck_assert_int_eq(vt_fiber_create(&f[2], t.rt, fn_nothing, NULL, "m"),
+    vt_spawn_discard(f[2]);
+    ck_assert_int_eq(vt_spawn_create(&f[2], t.rt, fn_nothing, NULL, "m"),
                      APR_SUCCESS);
     for (int i = 0; i < 3; i++) {
-        vt_fiber_start(f[i]);
+        vt_spawn_start(f[i]);
     }
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
@@ -474,7 +474,7 @@ static apr_status_t fn_exhaust_b(void *arg)
 static int exhaust_child(void)
 {
     apr_pool_t *pool;
-    vt_runtime_config_t cfg;
+    vt_config_t cfg;
     vt_runtime_t *rt;
     vt_fiber_t *a, *b;
     apr_status_t result = -1;
@@ -483,18 +483,18 @@ static int exhaust_child(void)
     FILE *statm;
 
     apr_pool_create(&pool, NULL);
-    vt_runtime_config_default(&cfg);
+    vt_config_default(&cfg);
     cfg.carriers = 1;
     cfg.stack_size = 8 * 1024 * 1024; /* one more would not fit below */
     cfg.pinned_warn = 0;
     if (vt_runtime_create(&rt, &cfg, pool) != APR_SUCCESS) {
         return 10;
     }
-    if (vt_fiber_create(&a, rt, fn_exhaust_a, NULL, "holder") != APR_SUCCESS
-        || vt_fiber_create(&b, rt, fn_exhaust_b, NULL, "late") != APR_SUCCESS) {
+    if (vt_spawn_create(&a, rt, fn_exhaust_a, NULL, "holder") != APR_SUCCESS
+        || vt_spawn_create(&b, rt, fn_exhaust_b, NULL, "late") != APR_SUCCESS) {
         return 11;
     }
-    vt_fiber_start(a);
+    vt_spawn_start(a);
     apr_sleep(apr_time_from_msec(100)); /* A has its stack and sleeps */
     statm = fopen("/proc/self/statm", "r");
     if (!statm || fscanf(statm, "%lu", &pages) != 1) {
@@ -506,8 +506,8 @@ static int exhaust_child(void)
     if (setrlimit(RLIMIT_AS, &rl) != 0) {
         return 13;
     }
-    vt_fiber_start(b);
-    if (vt_fiber_join(b, apr_time_from_sec(5), &result) != APR_SUCCESS) {
+    vt_spawn_start(b);
+    if (vt_wait_join(b, apr_time_from_sec(5), &result) != APR_SUCCESS) {
         return 14;                      /* lost: never ran, never ended */
     }
     if (!atomic_load(&exhaust_b_ran) || result != APR_SUCCESS) {
@@ -516,7 +516,7 @@ static int exhaust_child(void)
     if (exhaust_b_start < exhaust_a_end) {
         return 16;                      /* so a stack could be mapped */
     }
-    vt_fiber_join(a, -1, NULL);
+    vt_wait_join(a, -1, NULL);
     vt_runtime_stop(rt);
     return 0;
 }
@@ -658,7 +658,7 @@ static apr_status_t fn_stop_victim(void *arg)
         rv = vthread_chan_send(st->full, NULL, -1);
         break;
     case W_JOIN:
-        rv = vt_fiber_join(st->join_target, -1, NULL);
+        rv = vt_wait_join(st->join_target, -1, NULL);
         break;
     case W_SPIN: {
         /* never parks: stop has to wait for it; it learns of the stop
@@ -744,13 +744,13 @@ START_TEST(test_stop_with_parked_fibers)
                                    w_names[W_JOIN]);
         ck_assert_int_ne(vt_fiber_carrier_index(j),
                          vt_fiber_carrier_index(st.join_target));
-        vt_fiber_detach(j);
+        vt_spawn_detach(j);
     }
     for (int k = 0; k < W_COUNT; k++) {
         if (k == W_SPIN || k == W_JOIN) {
             continue;
         }
-        vt_fiber_detach(vt_test_go(&t, fn_stop_victim, &st.args[k],
+        vt_spawn_detach(vt_test_go(&t, fn_stop_victim, &st.args[k],
                                    w_names[k]));
     }
     /* sleep, join target, stubborn, mutex holder / recv, wait_fd / event,
@@ -778,13 +778,13 @@ START_TEST(test_stop_with_parked_fibers)
     }
     ck_assert_int_eq(st.target_defers, 1);
     /* the joined handle is still ours: its fiber ended, join frees it */
-    ck_assert_int_eq(vt_fiber_join(st.join_target, 0, &result), APR_SUCCESS);
+    ck_assert_int_eq(vt_wait_join(st.join_target, 0, &result), APR_SUCCESS);
     ck_assert_int_eq(result, APR_ECONNABORTED);
 
     /* nothing more is accepted */
     {
         vt_fiber_t *f = NULL;
-        ck_assert_int_eq(vt_fiber_create(&f, t.rt, fn_nothing, NULL, "late"),
+        ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_nothing, NULL, "late"),
                          APR_ECONNABORTED);
     }
     /* the holder unlocked on its way out */
@@ -812,10 +812,10 @@ START_TEST(test_stop_waits_for_running_fiber)
     st.args[W_SLEEP].st = st.args[W_SPIN].st = &st;
     st.args[W_SLEEP].kind = W_SLEEP;
     st.args[W_SPIN].kind = W_SPIN;
-    vt_fiber_detach(vt_test_go(&t, fn_stop_victim, &st.args[W_SLEEP],
+    vt_spawn_detach(vt_test_go(&t, fn_stop_victim, &st.args[W_SLEEP],
                                w_names[W_SLEEP]));
     ck_assert(vt_test_wait_parked(t.rt, 1, 0, 0));
-    vt_fiber_detach(vt_test_go(&t, fn_stop_victim, &st.args[W_SPIN],
+    vt_spawn_detach(vt_test_go(&t, fn_stop_victim, &st.args[W_SPIN],
                                w_names[W_SPIN]));
     ck_assert(vt_test_wait_until(spinning, &st, apr_time_from_sec(10)));
     t0 = apr_time_now();
@@ -851,11 +851,11 @@ START_TEST(test_pool_cleanup_stops)
     st.args[W_SLEEP].kind = W_SLEEP;
     {
         vt_fiber_t *f;
-        ck_assert_int_eq(vt_fiber_create(&f, rt, fn_stop_victim,
+        ck_assert_int_eq(vt_spawn_create(&f, rt, fn_stop_victim,
                                          &st.args[W_SLEEP], "sleeper"),
                          APR_SUCCESS);
-        vt_fiber_start(f);
-        vt_fiber_detach(f);
+        vt_spawn_start(f);
+        vt_spawn_detach(f);
     }
     ck_assert(vt_test_wait_parked(rt, 1, 0, 0));
     apr_pool_destroy(sub);
@@ -897,7 +897,7 @@ START_TEST(test_create_stop_cycles)
             ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
         }
         for (int i = 4; i < 8; i++) {
-            vt_fiber_detach(f[i]);
+            vt_spawn_detach(f[i]);
         }
         vt_test_rt_stop(&t);
     }

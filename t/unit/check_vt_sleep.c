@@ -223,16 +223,16 @@ static apr_status_t fn_yield_parent(void *arg)
     for (int i = 0; i < 3; i++) {
         yt->y[i].tr = &yt->tr;
         yt->y[i].id = (char)('A' + i);
-        if (!VT_CHECK(vt_fiber_create(&f[i], yt->rt, fn_yielder, &yt->y[i],
+        if (!VT_CHECK(vt_spawn_create(&f[i], yt->rt, fn_yielder, &yt->y[i],
                                       "yielder") == APR_SUCCESS)) {
             return APR_EGENERAL;
         }
     }
     for (int i = 0; i < 3; i++) {
-        vt_fiber_start(f[i]);
+        vt_spawn_start(f[i]);
     }
     for (int i = 0; i < 3; i++) {
-        VT_CHECK(vt_fiber_join(f[i], -1, NULL) == APR_SUCCESS);
+        VT_CHECK(vt_wait_join(f[i], -1, NULL) == APR_SUCCESS);
     }
     return APR_SUCCESS;
 }
@@ -391,7 +391,7 @@ START_TEST(test_sleep_cancelled)
     vt_test_rt_start(&t, 2);
     f = vt_test_go(&t, fn_nap, &n, "napper");
     ck_assert(vt_test_wait_parked(t.rt, 1, 0, 0));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(n.rv, APR_ECONNABORTED);
     ck_assert_int_lt(n.took, apr_time_from_sec(10));

@@ -38,38 +38,38 @@ static void map_perms(const void *lo, const void *hi, char perms[8])
 static int is_mapped(void *p, apr_size_t len)
 {
     unsigned char vec[64];
-    ck_assert_uint_le(len / vt_page_size(), sizeof(vec));
+    ck_assert_uint_le(len / vt_stack_page_size(), sizeof(vec));
     return !(mincore(p, len, vec) != 0 && errno == ENOMEM);
 }
 
 START_TEST(test_page_size)
 {
-    apr_size_t pg = vt_page_size();
+    apr_size_t pg = vt_stack_page_size();
     ck_assert_uint_ge(pg, 4096);
     ck_assert_uint_eq(pg & (pg - 1), 0);
-    ck_assert_uint_eq(vt_page_size(), pg);
+    ck_assert_uint_eq(vt_stack_page_size(), pg);
 }
 END_TEST
 
 START_TEST(test_size_round)
 {
-    apr_size_t pg = vt_page_size(), out = 0;
+    apr_size_t pg = vt_stack_page_size(), out = 0;
     ck_assert_int_eq(vt_stack_size_round(0, &out), APR_EINVAL);
-    ck_assert_int_eq(vt_stack_size_round(VT_MIN_STACK_SIZE - 1, &out),
+    ck_assert_int_eq(vt_stack_size_round(VT_STACK_MIN_SIZE - 1, &out),
                      APR_EINVAL);
-    ck_assert_int_eq(vt_stack_size_round(VT_MAX_STACK_SIZE + 1, &out),
+    ck_assert_int_eq(vt_stack_size_round(VT_STACK_MAX_SIZE + 1, &out),
                      APR_EINVAL);
     ck_assert_int_eq(vt_stack_size_round((apr_size_t)-1, &out), APR_EINVAL);
 
-    ck_assert_int_eq(vt_stack_size_round(VT_MIN_STACK_SIZE, &out),
+    ck_assert_int_eq(vt_stack_size_round(VT_STACK_MIN_SIZE, &out),
                      APR_SUCCESS);
-    ck_assert_uint_eq(out, VT_MIN_STACK_SIZE);
-    ck_assert_int_eq(vt_stack_size_round(VT_MAX_STACK_SIZE, &out),
+    ck_assert_uint_eq(out, VT_STACK_MIN_SIZE);
+    ck_assert_int_eq(vt_stack_size_round(VT_STACK_MAX_SIZE, &out),
                      APR_SUCCESS);
-    ck_assert_uint_eq(out, VT_MAX_STACK_SIZE);
-    ck_assert_int_eq(vt_stack_size_round(VT_MIN_STACK_SIZE + 1, &out),
+    ck_assert_uint_eq(out, VT_STACK_MAX_SIZE);
+    ck_assert_int_eq(vt_stack_size_round(VT_STACK_MIN_SIZE + 1, &out),
                      APR_SUCCESS);
-    ck_assert_uint_eq(out, VT_MIN_STACK_SIZE + pg);
+    ck_assert_uint_eq(out, VT_STACK_MIN_SIZE + pg);
     ck_assert_int_eq(vt_stack_size_round(100000, &out), APR_SUCCESS);
     ck_assert_uint_eq(out % pg, 0);
     ck_assert_uint_ge(out, 100000);
@@ -81,7 +81,7 @@ START_TEST(test_layout)
 {
     vt_stack_cache_t sc;
     vt_stack_t *st = NULL;
-    apr_size_t pg = vt_page_size();
+    apr_size_t pg = vt_stack_page_size();
     char perms[8];
 
     vt_stack_cache_init(&sc, 64 * 1024, 2);
@@ -125,7 +125,7 @@ START_TEST(test_layout)
     ck_assert(!vt_stack_in_guard(st, NULL));
 
     /* the label field has room for a whole runtime label */
-    ck_assert_uint_ge(sizeof(st->label), VT_LABEL_MAX);
+    ck_assert_uint_ge(sizeof(st->label), VT_FIBER_LABEL_MAX);
 
     vt_stack_put(&sc, st);
     ck_assert_uint_eq(sc.nfree, 1);
@@ -137,7 +137,7 @@ START_TEST(test_reuse_lifo)
 {
     vt_stack_cache_t sc;
     vt_stack_t *a, *b, *c, *d;
-    vt_stack_cache_init(&sc, VT_MIN_STACK_SIZE, 4);
+    vt_stack_cache_init(&sc, VT_STACK_MIN_SIZE, 4);
     ck_assert_int_eq(vt_stack_get(&sc, &a), APR_SUCCESS);
     ck_assert_int_eq(vt_stack_get(&sc, &b), APR_SUCCESS);
     ck_assert_ptr_ne(a, b);
@@ -218,7 +218,7 @@ END_TEST
 static int page_mapped(void *addr)
 {
     unsigned char vec;
-    return mincore(addr, vt_page_size(), &vec) == 0 || errno != ENOMEM;
+    return mincore(addr, vt_stack_page_size(), &vec) == 0 || errno != ENOMEM;
 }
 
 /* A cold stack keeps its header page and its mappings: the oldest cold
@@ -287,7 +287,7 @@ START_TEST(test_hot_zero)
 {
     vt_stack_cache_t sc;
     vt_stack_t *a, *b;
-    vt_stack_cache_init(&sc, VT_MIN_STACK_SIZE, 0);
+    vt_stack_cache_init(&sc, VT_STACK_MIN_SIZE, 0);
     ck_assert_int_eq(vt_stack_get(&sc, &a), APR_SUCCESS);
     memset(a->lo, 'x', (size_t)(a->hi - a->lo));
     vt_stack_put(&sc, a);
@@ -312,7 +312,7 @@ START_TEST(test_destroy_unmaps)
     vt_stack_t *st[N];
     char *base[N];
     apr_size_t mapped[N];
-    vt_stack_cache_init(&sc, VT_MIN_STACK_SIZE, 2);
+    vt_stack_cache_init(&sc, VT_STACK_MIN_SIZE, 2);
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(vt_stack_get(&sc, &st[i]), APR_SUCCESS);
         base[i] = st[i]->base;
@@ -343,7 +343,7 @@ START_TEST(test_many)
     vt_stack_cache_t sc;
     vt_stack_t **st = calloc((size_t)n, sizeof(*st));
     ck_assert_ptr_nonnull(st);
-    vt_stack_cache_init(&sc, VT_MIN_STACK_SIZE, 8);
+    vt_stack_cache_init(&sc, VT_STACK_MIN_SIZE, 8);
     for (int i = 0; i < n; i++) {
         ck_assert_int_eq(vt_stack_get(&sc, &st[i]), APR_SUCCESS);
         st[i]->hi[-1] = (char)i;    /* top byte: what a fiber touches first */

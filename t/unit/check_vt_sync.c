@@ -310,7 +310,7 @@ START_TEST(test_event_cancel)
     w.rv = -1;
     f = vt_test_go(&t, fn_event_wait, &w, "cancelled-waiter");
     ck_assert(vt_test_wait_parked(t.rt, 0, 0, 1));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert_int_eq(vt_test_join(f), APR_SUCCESS);
     ck_assert_int_eq(w.rv, APR_ECONNABORTED);
     /* the cancelled waiter left the event: a signal is kept, not lost */
@@ -392,12 +392,12 @@ START_TEST(test_mutex_counter)
      * carrier's load, so placement spreads them even where each would end
      * before the next is created (ASan, valgrind). */
     for (int i = 0; i < fibers; i++) {
-        ck_assert_int_eq(vt_fiber_create(&f[i], t.rt, fn_count, &c,
+        ck_assert_int_eq(vt_spawn_create(&f[i], t.rt, fn_count, &c,
                                          "counter"), APR_SUCCESS);
         carrier_used[vt_fiber_carrier_index(f[i])] = 1;
     }
     for (int i = 0; i < fibers; i++) {
-        vt_fiber_start(f[i]);
+        vt_spawn_start(f[i]);
     }
     for (int i = 0; i < threads; i++) {
         th[i] = vt_test_thread(t.pool, thread_count, &c);
@@ -527,7 +527,7 @@ START_TEST(test_mutex_cancel_waiter)
     ck_assert(vt_test_wait_parked(t.rt, 0, 0, 1));
     /* cancellation does not interrupt a lock wait (vthread.h): the fiber
      * stays parked until the holder unlocks, then gets the mutex */
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     apr_sleep(apr_time_from_msec(50));
     ck_assert_int_eq(a.rv, -1);
     ck_assert(APR_STATUS_IS_EBUSY(vt_test_run(&t, fn_trylock, x.m)));
@@ -694,7 +694,7 @@ START_TEST(test_cond_cancel_relocks)
     x.rv = -1;
     f = vt_test_go(&t, fn_cond_timeout, &x, "cond-cancel");
     ck_assert(vt_test_wait_parked(t.rt, 0, 0, 1));
-    vt_fiber_cancel(f);
+    vt_spawn_cancel(f);
     ck_assert(vt_test_wait_until(cv_returned, &x, apr_time_from_sec(10)));
     /* cond_wait re-locks "whatever the result" */
     ck_assert(APR_STATUS_IS_EBUSY(vthread_mutex_trylock(x.m)));

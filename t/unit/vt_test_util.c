@@ -1,6 +1,6 @@
 /* Helpers shared by the Check suites: see vt_test_util.h. */
 #ifdef HAVE_CONFIG_H
-#include "vt_config.h"
+#include "vt_autoconf.h"
 #endif
 #include "vt_test_util.h"
 
@@ -171,7 +171,7 @@ static void leftover_teardown(void)
 void vt_test_config(vt_test_rt_t *t, int carriers)
 {
     memset(t, 0, sizeof(*t));
-    vt_runtime_config_default(&t->cfg);
+    vt_config_default(&t->cfg);
     t->cfg.carriers = carriers;
     t->cfg.log = vt_test_log_fn;
     t->cfg.log_baton = &t->log;
@@ -222,17 +222,17 @@ vt_fiber_t *vt_test_go(vt_test_rt_t *t, vthread_fn_t fn, void *arg,
                        const char *label)
 {
     vt_fiber_t *f = NULL;
-    apr_status_t rv = vt_fiber_create(&f, t->rt, fn, arg, label);
+    apr_status_t rv = vt_spawn_create(&f, t->rt, fn, arg, label);
     ck_assert_int_eq(rv, APR_SUCCESS);
     ck_assert_ptr_nonnull(f);
-    vt_fiber_start(f);
+    vt_spawn_start(f);
     return f;
 }
 
 apr_status_t vt_test_join(vt_fiber_t *f)
 {
     apr_status_t result = -1;
-    apr_status_t rv = vt_fiber_join(f, apr_time_from_sec(vt_test_timeout() / 2),
+    apr_status_t rv = vt_wait_join(f, apr_time_from_sec(vt_test_timeout() / 2),
                                     &result);
     ck_assert_msg(rv == APR_SUCCESS, "join returned %d", rv);
     return result;

@@ -30,7 +30,11 @@
 #include <apr_time.h>
 
 #include "vthread.h"
+#include "vt_clock.h"
+#include "vt_log.h"
 #include "vt_runtime.h"
+#include "vt_spawn.h"
+#include "vt_wait.h"
 
 /** Slow mode: VT_SLOW=1, ASan build, or under valgrind. */
 int vt_test_slow(void);
@@ -99,7 +103,7 @@ void vt_test_log_dump(vt_test_log_t *log);
 typedef struct vt_test_rt_t {
     apr_pool_t *pool;       /**< the test's pool (runtime and sockets) */
     vt_runtime_t *rt;
-    vt_runtime_config_t cfg;
+    vt_config_t cfg;
     vt_test_log_t log;      /**< what the runtime logged */
 } vt_test_rt_t;
 
