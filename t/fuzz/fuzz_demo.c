@@ -3,19 +3,24 @@
  */
 
 /*
- * libFuzzer target: the demo module's parsers of untrusted input
- * (mod_vthread_demo.c, #included unchanged):
+ * libFuzzer target: the demo module's parsers of untrusted input (the
+ * files of mod_vthread/demo/ that hold them, #included unchanged, so that
+ * their static functions are reachable):
  *
  *   demo_fetch_parse   a backend's HTTP/1.x response (status line,
  *                      headers, body), as vthread-fetch and
- *                      vthread-fanout receive it;
- *   demo_arg_int       integer query arguments (ms=, n=, kb=, ...);
- *   demo_path_ok       paths put on the backend request line;
- *   demo_topic_ok      vthread-poll topic names.
+ *                      vthread-fanout receive it (demo_fetch.c);
+ *   demo_arg_int       integer query arguments (ms=, n=, kb=, ...)
+ *                      (demo_request.c);
+ *   demo_path_ok       paths put on the backend request line
+ *                      (demo_fetch.c);
+ *   demo_topic_ok      vthread-poll topic names (demo_poll.c).
  *
- * The rest of httpd's and mod_vthread's API that the module refers to is
+ * The rest of httpd's and mod_vthread's API that these files refer to is
  * not called by these functions; stubs_demo.c satisfies the linker with
- * functions that abort if called.
+ * functions that abort if called. The module record, which lives in
+ * mod_vthread_demo.c (not included), is defined here, empty: nothing
+ * fuzzed reads the server config.
  *
  * Input: first byte picks the parser, the rest is its input. Checked
  * besides sanitizer reports: a parsed response's body lies inside the
@@ -25,7 +30,9 @@
  * an accepted path starts with '/' and holds only printable non-blank
  * ASCII, at most 2048 bytes.
  */
-#include "../../mod_vthread/demo/mod_vthread_demo.c"
+#include "../../mod_vthread/demo/demo_request.c"
+#include "../../mod_vthread/demo/demo_fetch.c"
+#include "../../mod_vthread/demo/demo_poll.c"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +43,8 @@
         fprintf(stderr, "\n");                                         \
         abort();                                                       \
     } while (0)
+
+module AP_MODULE_DECLARE_DATA vthread_demo_module;
 
 static apr_pool_t *fuzz_root;
 

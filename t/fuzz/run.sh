@@ -81,8 +81,10 @@ build_demo() {
     mkdir -p "$b/obj"
     $CLANG $CFLAGS -fsanitize=fuzzer-no-link $CPPFLAGS \
         -c "$HERE/fuzz_demo.c" -o "$b/obj/fuzz_demo.o"
-    # httpd's and mod_vthread's functions that the demo module refers to
-    # but the fuzzed parsers never call: stubs that abort.
+    # fuzz_demo.c #includes the demo files that hold the parsers
+    # (demo_request.c, demo_fetch.c, demo_poll.c). httpd's and
+    # mod_vthread's functions that those files refer to but the fuzzed
+    # parsers never call: stubs that abort.
     {
         echo '#include <stdlib.h>'
         nm -u "$b/obj/fuzz_demo.o" | awk '{print $NF}' \
