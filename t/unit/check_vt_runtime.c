@@ -1,108 +1,22 @@
-/* Unit tests for vt_runtime.c: config defaults and rejections, carriers,
- * the process default runtime, counters read from another thread, the
- * max_fibers limit, placement on the least loaded carrier, the stack cache
- * watermark, the thread_create hook, and stop: fibers parked in sleep, I/O
- * and every kind of sync wait see APR_ECONNABORTED, their deferred calls
- * run exactly once, a fiber that never parks is waited for, stop returns,
- * nothing is left alive; a pool cleanup stops a runtime too.
+/* Unit tests for vt_runtime.c: vt_runtime_create refuses a bad config
+ * (through the log callback only, not also on stderr), carriers, the
+ * process default runtime, the max_fibers limit, placement on the least
+ * loaded carrier, the thread_create hook, and stop: fibers parked in
+ * sleep, I/O and every kind of sync wait see APR_ECONNABORTED, their
+ * deferred calls run exactly once, a fiber that never parks is waited for,
+ * stop returns, nothing is left alive; a pool cleanup stops a runtime too;
+ * create/stop cycles.
  *
  * Slow mode (VT_SLOW=1, ASan, valgrind: see vt_test_util.h) uses fewer
- * fibers and create/stop cycles. */
+ * create/stop cycles. */
 #include "vt_test_util.h"
 
-#include <limits.h>
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
-/* Configuration. */
-
-START_TEST(test_config_defaults)
-{
-    vt_config_t cfg;
-    const char *why = "untouched";
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    memset(&cfg, 0x5a, sizeof(cfg));
-    vt_config_default(&cfg);
-    /* "online CPUs": either spelled 0 (one per CPU) or the count itself */
-    ck_assert_msg(cfg.carriers == 0 || cfg.carriers == (int)cpus,
-                  "default carriers %d", cfg.carriers);
-    ck_assert_uint_eq(cfg.stack_size, VT_STACK_DEFAULT_SIZE);
-    ck_assert_uint_eq(cfg.max_fibers, 0);
-    ck_assert_int_eq(cfg.pinned_warn, VT_MS(100));
-    ck_assert_ptr_null(cfg.log);
-    ck_assert_ptr_null(cfg.log_baton);
-    ck_assert_ptr_null(cfg.thread_create);
-    ck_assert_int_eq(vt_config_check(&cfg, &why), APR_SUCCESS);
-}
-END_TEST
-
-static void expect_rejected(const vt_config_t *cfg, const char *field,
-                            const char *what)
-{
-    const char *why = NULL;
-    apr_status_t rv = vt_config_check(cfg, &why);
-    ck_assert_msg(rv == APR_EINVAL, "%s: check returned %d", what, rv);
-    ck_assert_msg(why != NULL && *why, "%s: no message", what);
-    ck_assert_msg(strcasestr(why, field) != NULL,
-                  "%s: message \"%s\" does not name %s", what, why, field);
-}
-
-static void expect_accepted(const vt_config_t *cfg, const char *what)
-{
-    const char *why = NULL;
-    apr_status_t rv = vt_config_check(cfg, &why);
-    ck_assert_msg(rv == APR_SUCCESS, "%s: check returned %d (%s)", what, rv,
-                  why ? why : "");
-}
-
-START_TEST(test_config_check)
-{
-    vt_config_t cfg;
-    static const int bad_carriers[] = { -1, -1000, INT_MIN,
-                                        VT_MAX_CARRIERS + 1, 100000,
-                                        INT_MAX };
-    static const apr_size_t bad_stacks[] = { 0, 1, VT_STACK_MIN_SIZE - 1,
-                                             VT_STACK_MAX_SIZE + 1,
-                                             (apr_size_t)-1 };
-    for (size_t i = 0; i < sizeof(bad_carriers) / sizeof(*bad_carriers);
-         i++) {
-        char what[64];
-        vt_config_default(&cfg);
-        cfg.carriers = bad_carriers[i];
-        snprintf(what, sizeof(what), "carriers %d", bad_carriers[i]);
-        expect_rejected(&cfg, "carrier", what);
-    }
-    for (size_t i = 0; i < sizeof(bad_stacks) / sizeof(*bad_stacks); i++) {
-        char what[64];
-        vt_config_default(&cfg);
-        cfg.stack_size = bad_stacks[i];
-        snprintf(what, sizeof(what), "stack_size %zu", bad_stacks[i]);
-        expect_rejected(&cfg, "stack", what);
-    }
-    /* the bounds themselves are fine; 0 carriers means one per CPU */
-    vt_config_default(&cfg);
-    cfg.carriers = 0;
-    expect_accepted(&cfg, "carriers 0");
-    cfg.carriers = 1;
-    expect_accepted(&cfg, "carriers 1");
-    cfg.carriers = VT_MAX_CARRIERS;
-    expect_accepted(&cfg, "carriers max");
-    cfg.carriers = 2;
-    cfg.stack_size = VT_STACK_MIN_SIZE;
-    expect_accepted(&cfg, "stack min");
-    cfg.stack_size = VT_STACK_MAX_SIZE;
-    expect_accepted(&cfg, "stack max");
-    cfg.stack_size = VT_STACK_MIN_SIZE + 1;     /* rounded up, not refused */
-    expect_accepted(&cfg, "stack min+1");
-}
-END_TEST
+/* Create: config, carriers, the default runtime. */
 
 START_TEST(test_create_refuses_bad_config)
 {
@@ -130,26 +44,18 @@ START_TEST(test_bad_config_not_on_stderr)
 {
     vt_test_rt_t t;
     vt_runtime_t *rt = NULL;
-    int p[2], saved;
+    vt_test_stderr_t cap;
+    apr_status_t rv;
     char buf[512];
-    ssize_t n;
+    apr_size_t n;
     vt_test_config(&t, -1);
     ck_assert_int_eq(apr_pool_create(&t.pool, NULL), APR_SUCCESS);
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(stderr);
-    saved = dup(STDERR_FILENO);
-    ck_assert_int_ge(saved, 0);
-    dup2(p[1], STDERR_FILENO);
-    ck_assert_int_eq(vt_runtime_create(&rt, &t.cfg, t.pool), APR_EINVAL);
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    close(p[1]);
-    n = read(p[0], buf, sizeof(buf) - 1);
-    close(p[0]);
-    buf[n > 0 ? n : 0] = '\0';
+    vt_test_stderr_begin(&cap);
+    rv = vt_runtime_create(&rt, &t.cfg, t.pool);
+    n = vt_test_stderr_end(&cap, buf, sizeof(buf));
+    ck_assert_int_eq(rv, APR_EINVAL);
     ck_assert_int_eq(vt_test_log_count(&t.log, VT_MSG_CONFIG), 1);
-    ck_assert_msg(n <= 0, "also written to stderr: %s", buf);
+    ck_assert_msg(n == 0, "also written to stderr: %s", buf);
     apr_pool_destroy(t.pool);
 }
 END_TEST
@@ -191,156 +97,7 @@ START_TEST(test_default_runtime)
 END_TEST
 
 /* ------------------------------------------------------------------ */
-/* Counters. */
-
-typedef struct {
-    const vt_runtime_t *rt;
-    _Atomic int stop;
-    apr_uint32_t max_live;
-    int reads;
-    int went_back;          /* switches or started decreased */
-} reader_t;
-
-static void *stats_reader(void *arg)
-{
-    reader_t *r = arg;
-    apr_uint64_t last_sw[2] = { 0, 0 }, last_st[2] = { 0, 0 };
-    while (!atomic_load(&r->stop)) {
-        for (int i = 0; i < 2; i++) {
-            vt_carrier_stats_t s;
-            if (!VT_CHECK(vt_runtime_carrier_stats(r->rt, i, &s)
-                          == APR_SUCCESS)) {
-                return NULL;
-            }
-            if (s.switches < last_sw[i] || s.started < last_st[i]) {
-                r->went_back = 1;
-            }
-            last_sw[i] = s.switches;
-            last_st[i] = s.started;
-            if (s.live > r->max_live) {
-                r->max_live = s.live;
-            }
-        }
-        r->reads++;
-        apr_sleep(200);
-    }
-    return NULL;
-}
-
-static apr_status_t fn_work(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 3; i++) {
-        VT_CHECK(vthread_sleep(1000) == APR_SUCCESS);
-        VT_CHECK(vthread_yield() == APR_SUCCESS);
-    }
-    return APR_SUCCESS;
-}
-
-START_TEST(test_stats_move)
-{
-    const int n = VT_N(400, 60);
-    vt_test_rt_t t;
-    reader_t r;
-    apr_thread_t *th;
-    vt_fiber_t **f = calloc((size_t)n, sizeof(*f));
-    vt_carrier_stats_t s;
-    ck_assert_ptr_nonnull(f);
-    memset(&r, 0, sizeof(r));
-    vt_test_rt_start(&t, 2);
-    r.rt = t.rt;
-    vt_test_stats_sum(t.rt, &s);
-    ck_assert_uint_eq(s.started, 0);
-    ck_assert_uint_eq(s.live, 0);
-    th = vt_test_thread(t.pool, stats_reader, &r);
-    for (int i = 0; i < n; i++) {
-        f[i] = vt_test_go(&t, fn_work, NULL, "work");
-    }
-    for (int i = 0; i < n; i++) {
-        ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
-    }
-    atomic_store(&r.stop, 1);
-    vt_test_thread_join(th);
-    vt_test_stats_sum(t.rt, &s);
-    ck_assert_int_gt(r.reads, 0);
-    ck_assert_int_eq(r.went_back, 0);
-    ck_assert_uint_gt(r.max_live, 0);
-    ck_assert_uint_eq(s.started, (apr_uint64_t)n);
-    ck_assert_uint_ge(s.switches, 7 * (apr_uint64_t)n);
-    ck_assert_uint_eq(s.live, 0);
-    ck_assert_uint_eq(s.runnable, 0);
-    ck_assert_uint_eq(s.parked_timer, 0);
-    ck_assert_uint_eq(s.parked_io, 0);
-    ck_assert_uint_eq(s.parked_sync, 0);
-    ck_assert_uint_eq(vt_runtime_live(t.rt), 0);
-    vt_test_rt_stop(&t);
-    free(f);
-}
-END_TEST
-
-/* Each kind of park shows in its own counter. */
-typedef struct {
-    vthread_event_t *ev;
-    int fd;
-} parks_t;
-
-static apr_status_t fn_park_timer(void *arg)
-{
-    (void)arg;
-    return vthread_sleep(apr_time_from_sec(30));
-}
-
-static apr_status_t fn_park_io(void *arg)
-{
-    return vthread_wait_fd(((parks_t *)arg)->fd, APR_POLLIN, -1);
-}
-
-static apr_status_t fn_park_sync(void *arg)
-{
-    return vthread_event_wait(((parks_t *)arg)->ev, -1);
-}
-
-START_TEST(test_stats_parked_kinds)
-{
-    vt_test_rt_t t;
-    parks_t p;
-    int fds[2];
-    vt_fiber_t *f[3];
-    vt_carrier_stats_t s;
-    ck_assert_int_eq(pipe(fds), 0);
-    p.fd = fds[0];
-    vt_test_rt_start(&t, 2);
-    ck_assert_int_eq(vthread_event_create(&p.ev, t.pool), APR_SUCCESS);
-    f[0] = vt_test_go(&t, fn_park_timer, &p, "timer");
-    f[1] = vt_test_go(&t, fn_park_io, &p, "io");
-    f[2] = vt_test_go(&t, fn_park_sync, &p, "sync");
-    ck_assert(vt_test_wait_parked(t.rt, 1, 1, 1));
-    vt_test_stats_sum(t.rt, &s);
-    ck_assert_uint_eq(s.parked_timer, 1);
-    ck_assert_uint_eq(s.parked_io, 1);
-    ck_assert_uint_eq(s.parked_sync, 1);
-    ck_assert_uint_eq(s.live, 3);
-    ck_assert_uint_eq(s.runnable, 0);
-    ck_assert_uint_eq(vt_runtime_live(t.rt), 3);
-    for (int i = 0; i < 3; i++) {
-        vt_spawn_cancel(f[i]);
-        ck_assert_int_eq(vt_test_join(f[i]), APR_ECONNABORTED);
-    }
-    vt_test_stats_sum(t.rt, &s);
-    ck_assert_uint_eq(s.parked_timer + s.parked_io + s.parked_sync, 0);
-    vt_test_rt_stop(&t);
-    close(fds[0]);
-    close(fds[1]);
-}
-END_TEST
-
-/* ------------------------------------------------------------------ */
-
-static apr_status_t fn_nothing(void *arg)
-{
-    (void)arg;
-    return APR_SUCCESS;
-}
+/* The account of fibers: max_fibers, placement. */
 
 START_TEST(test_max_fibers)
 {
@@ -351,16 +108,16 @@ START_TEST(test_max_fibers)
     t.cfg.max_fibers = 3;
     vt_test_rt_start_cfg(&t);
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(vt_spawn_create(&f[i], t.rt, fn_nothing, NULL, "m"),
-                         APR_SUCCESS);
+        ck_assert_int_eq(vt_spawn_create(&f[i], t.rt, vt_test_fn_nothing,
+                                         NULL, "m"), APR_SUCCESS);
     }
-    ck_assert_int_eq(vt_spawn_create(&f[3], t.rt, fn_nothing, NULL, "m"),
-                     APR_EAGAIN);
-    ck_assert_int_eq(vthread_spawn(&th, fn_nothing, NULL), APR_EAGAIN);
+    ck_assert_int_eq(vt_spawn_create(&f[3], t.rt, vt_test_fn_nothing, NULL,
+                                     "m"), APR_EAGAIN);
+    ck_assert_int_eq(vthread_spawn(&th, vt_test_fn_nothing, NULL), APR_EAGAIN);
     ck_assert_uint_eq(vt_runtime_live(t.rt), 3);
     vt_spawn_discard(f[2]);
-    ck_assert_int_eq(vt_spawn_create(&f[2], t.rt, fn_nothing, NULL, "m"),
-                     APR_SUCCESS);
+    ck_assert_int_eq(vt_spawn_create(&f[2], t.rt, vt_test_fn_nothing, NULL,
+                                     "m"), APR_SUCCESS);
     for (int i = 0; i < 3; i++) {
         vt_spawn_start(f[i]);
     }
@@ -368,7 +125,8 @@ START_TEST(test_max_fibers)
         ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
     }
     /* ended fibers gave their capacity back */
-    ck_assert_int_eq(vthread_spawn(&th, fn_nothing, NULL), APR_SUCCESS);
+    ck_assert_int_eq(vthread_spawn(&th, vt_test_fn_nothing, NULL),
+                     APR_SUCCESS);
     ck_assert_int_eq(vthread_join(th, apr_time_from_sec(10), NULL),
                      APR_SUCCESS);
     vt_test_rt_stop(&t);
@@ -379,14 +137,14 @@ START_TEST(test_least_loaded)
 {
     enum { N = 6 };
     vt_test_rt_t t;
-    parks_t p;
+    vt_test_parks_t p;
     vt_fiber_t *f[N];
     int per[2] = { 0, 0 };
     vt_test_rt_start(&t, 2);
     ck_assert_int_eq(vthread_event_create(&p.ev, t.pool), APR_SUCCESS);
     for (int i = 0; i < N; i++) {
         int c;
-        f[i] = vt_test_go(&t, fn_park_sync, &p, "balanced");
+        f[i] = vt_test_go(&t, vt_test_fn_park_sync, &p, "balanced");
         c = vt_fiber_carrier_index(f[i]);
         ck_assert_int_ge(c, 0);
         ck_assert_int_lt(c, 2);
@@ -409,141 +167,7 @@ START_TEST(test_least_loaded)
 }
 END_TEST
 
-START_TEST(test_stack_cache_watermark)
-{
-    enum { N = 12 };
-    vt_test_rt_t t;
-    parks_t p;
-    vt_fiber_t *f[N];
-    vt_carrier_stats_t s;
-    vt_test_config(&t, 1);
-    t.cfg.stack_size = 64 * 1024;
-    t.cfg.stack_cache_hot = 2;
-    vt_test_rt_start_cfg(&t);
-    ck_assert_int_eq(vthread_event_create(&p.ev, t.pool), APR_SUCCESS);
-    for (int i = 0; i < N; i++) {
-        f[i] = vt_test_go(&t, fn_park_sync, &p, "stacked");
-    }
-    ck_assert(vt_test_wait_parked(t.rt, 0, 0, N));
-    ck_assert_uint_eq(vthread_event_broadcast(p.ev), N);
-    for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(vt_test_join(f[i]), APR_SUCCESS);
-    }
-    /* released stacks are kept for reuse; the carrier's periodic trim
-     * (every 250 ms) leaves only `hot` of them committed, and unmaps the
-     * cold ones beyond as many again */
-    for (int i = 0; i < 100; i++) {
-        ck_assert_int_eq(vt_runtime_carrier_stats(t.rt, 0, &s),
-                         APR_SUCCESS);
-        if (s.stacks_cached_bytes <= 2 * 64 * 1024
-            && s.stacks_cached <= 2 + 2) {
-            break;
-        }
-        apr_sleep(apr_time_from_msec(50));
-    }
-    ck_assert_uint_eq(s.stacks_cached, 2 + 2);
-    ck_assert_uint_le(s.stacks_cached_bytes, 2 * 64 * 1024);
-    vt_test_rt_stop(&t);
-}
-END_TEST
-
-/* ------------------------------------------------------------------ */
-/* No stack can be mapped: the fiber waits for one, it is not lost. */
-
-static _Atomic int exhaust_b_ran;
-static apr_time_t exhaust_a_end, exhaust_b_start;
-
-static apr_status_t fn_exhaust_a(void *arg)
-{
-    (void)arg;
-    vthread_sleep(apr_time_from_msec(300));
-    exhaust_a_end = apr_time_now();
-    return APR_SUCCESS;
-}
-
-static apr_status_t fn_exhaust_b(void *arg)
-{
-    (void)arg;
-    exhaust_b_start = apr_time_now();
-    atomic_store(&exhaust_b_ran, 1);
-    return APR_SUCCESS;
-}
-
-/* In a forked child (RLIMIT_AS is process-wide): exit status 0 if B ran,
- * after A ended, on the stack A released; 10+ for each way it failed. */
-static int exhaust_child(void)
-{
-    apr_pool_t *pool;
-    vt_config_t cfg;
-    vt_runtime_t *rt;
-    vt_fiber_t *a, *b;
-    apr_status_t result = -1;
-    unsigned long pages = 0;
-    struct rlimit rl;
-    FILE *statm;
-
-    apr_pool_create(&pool, NULL);
-    vt_config_default(&cfg);
-    cfg.carriers = 1;
-    cfg.stack_size = 8 * 1024 * 1024; /* one more would not fit below */
-    cfg.pinned_warn = 0;
-    if (vt_runtime_create(&rt, &cfg, pool) != APR_SUCCESS) {
-        return 10;
-    }
-    if (vt_spawn_create(&a, rt, fn_exhaust_a, NULL, "holder") != APR_SUCCESS
-        || vt_spawn_create(&b, rt, fn_exhaust_b, NULL, "late") != APR_SUCCESS) {
-        return 11;
-    }
-    vt_spawn_start(a);
-    apr_sleep(apr_time_from_msec(100)); /* A has its stack and sleeps */
-    statm = fopen("/proc/self/statm", "r");
-    if (!statm || fscanf(statm, "%lu", &pages) != 1) {
-        return 12;
-    }
-    fclose(statm);
-    rl.rlim_cur = rl.rlim_max =
-        (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 2 * 1024 * 1024;
-    if (setrlimit(RLIMIT_AS, &rl) != 0) {
-        return 13;
-    }
-    vt_spawn_start(b);
-    if (vt_wait_join(b, apr_time_from_sec(5), &result) != APR_SUCCESS) {
-        return 14;                      /* lost: never ran, never ended */
-    }
-    if (!atomic_load(&exhaust_b_ran) || result != APR_SUCCESS) {
-        return 15;                      /* ended without running */
-    }
-    if (exhaust_b_start < exhaust_a_end) {
-        return 16;                      /* so a stack could be mapped */
-    }
-    vt_wait_join(a, -1, NULL);
-    vt_runtime_stop(rt);
-    return 0;
-}
-
-START_TEST(test_stack_exhaustion_waits)
-{
-    pid_t pid;
-    int status = 0;
-    if (vt_test_slow()) {
-        /* ASan reserves terabytes of address space and valgrind maps its
-         * own: RLIMIT_AS cannot be aimed at the runtime there. */
-        return;
-    }
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        _exit(exhaust_child());
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "child: %s %d (14: the fiber was lost, 15: ended unrun, "
-                  "16: a stack could still be mapped)",
-                  WIFEXITED(status) ? "exit" : "signal",
-                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-}
-END_TEST
-
+/* Every thread of the runtime is made by cfg.thread_create. */
 static _Atomic int threads_made;
 
 static apr_status_t counting_thread_create(apr_thread_t **thread,
@@ -565,7 +189,7 @@ START_TEST(test_thread_create_hook)
     /* three carriers, plus the watchdog (pinned_warn is on by default) */
     ck_assert_int_ge(atomic_load(&threads_made), 3);
     ck_assert_int_le(atomic_load(&threads_made), 4);
-    ck_assert_int_eq(vt_test_run(&t, fn_nothing, NULL), APR_SUCCESS);
+    ck_assert_int_eq(vt_test_run(&t, vt_test_fn_nothing, NULL), APR_SUCCESS);
     vt_test_rt_stop(&t);
 }
 END_TEST
@@ -784,8 +408,8 @@ START_TEST(test_stop_with_parked_fibers)
     /* nothing more is accepted */
     {
         vt_fiber_t *f = NULL;
-        ck_assert_int_eq(vt_spawn_create(&f, t.rt, fn_nothing, NULL, "late"),
-                         APR_ECONNABORTED);
+        ck_assert_int_eq(vt_spawn_create(&f, t.rt, vt_test_fn_nothing, NULL,
+                                         "late"), APR_ECONNABORTED);
     }
     /* the holder unlocked on its way out */
     ck_assert_int_eq(vthread_mutex_trylock(st.held), APR_SUCCESS);
@@ -870,7 +494,7 @@ END_TEST
 
 /* Create and stop many times, with fibers each time (leaks show under
  * valgrind and LSan). */
-/* Like fn_work, but stop may cancel it half way. */
+/* Sleeps and yields three times; stop may cancel it half way. */
 static apr_status_t fn_work_until_stop(void *arg)
 {
     (void)arg;
@@ -907,18 +531,12 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("vt_runtime");
-    vt_test_add(s, test_config_defaults);
-    vt_test_add(s, test_config_check);
     vt_test_add(s, test_create_refuses_bad_config);
     vt_test_add(s, test_bad_config_not_on_stderr);
     vt_test_add(s, test_carriers);
     vt_test_add(s, test_default_runtime);
-    vt_test_add(s, test_stats_move);
-    vt_test_add(s, test_stats_parked_kinds);
     vt_test_add(s, test_max_fibers);
     vt_test_add(s, test_least_loaded);
-    vt_test_add(s, test_stack_cache_watermark);
-    vt_test_add(s, test_stack_exhaustion_waits);
     vt_test_add(s, test_thread_create_hook);
     vt_test_add(s, test_stop_with_parked_fibers);
     vt_test_add(s, test_stop_waits_for_running_fiber);

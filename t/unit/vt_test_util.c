@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <apr_general.h>
 #include <apr_strings.h>
@@ -349,6 +350,65 @@ void vt_test_thread_join(apr_thread_t *th)
 {
     apr_status_t trv;
     ck_assert_int_eq(apr_thread_join(&trv, th), APR_SUCCESS);
+}
+
+/* ------------------------------------------------------------------ */
+
+apr_status_t vt_test_fn_whoami(void *arg)
+{
+    vt_test_whoami_t *w = arg;
+    w->arg_seen = 1;
+    w->on_fiber = vthread_on_fiber();
+    w->self = vt_fiber_current();
+    w->carrier = w->self ? vt_fiber_carrier_index(w->self) : -1;
+    strcpy(w->label, w->self ? vt_fiber_label(w->self) : "(no fiber)");
+    return 42;
+}
+
+apr_status_t vt_test_fn_nothing(void *arg)
+{
+    (void)arg;
+    return APR_SUCCESS;
+}
+
+apr_status_t vt_test_fn_park_sync(void *arg)
+{
+    return vthread_event_wait(((vt_test_parks_t *)arg)->ev, -1);
+}
+
+/* ------------------------------------------------------------------ */
+
+void vt_test_stderr_begin(vt_test_stderr_t *c)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    c->rd = p[0];
+    c->wr = p[1];
+    fflush(stderr);
+    c->saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(c->saved, 0);
+    dup2(c->wr, STDERR_FILENO);
+}
+
+apr_size_t vt_test_stderr_end(vt_test_stderr_t *c, char *buf,
+                              apr_size_t size)
+{
+    apr_size_t got = 0;
+    fflush(stderr);
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
+    close(c->wr);
+    /* every writer is closed: read to the end of what was written */
+    while (got + 1 < size) {
+        ssize_t n = read(c->rd, buf + got, size - 1 - got);
+        if (n <= 0) {
+            break;
+        }
+        got += (apr_size_t)n;
+    }
+    close(c->rd);
+    buf[got] = '\0';
+    return got;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,7 +1,8 @@
 /**
  * @file  vt_test_util.h
  * @brief Helpers shared by the Check suites in t/unit/: a runtime per test,
- *        checks made on fibers, a log collector, loopback sockets.
+ *        checks made on fibers, a log collector, fiber bodies used by
+ *        several suites, a capture of stderr, loopback sockets.
  *
  * Rules the suites follow:
  * - Check's ck_assert*() is only called on the thread that runs the test.
@@ -157,6 +158,53 @@ void vt_test_thread_join(apr_thread_t *th);
 
 /** Microseconds since @a since. */
 apr_interval_time_t vt_test_elapsed(apr_time_t since);
+
+/* ------------------------------------------------------------------ */
+/* Fiber bodies used by several suites. */
+
+/** What vt_test_fn_whoami() saw on its fiber. */
+typedef struct vt_test_whoami_t {
+    int arg_seen;           /**< set to 1 */
+    int on_fiber;           /**< vthread_on_fiber() */
+    vt_fiber_t *self;       /**< vt_fiber_current() */
+    int carrier;            /**< its carrier's index, -1 off a fiber */
+    char label[VT_FIBER_LABEL_MAX + 8];     /**< its label */
+} vt_test_whoami_t;
+
+/** Fill the vt_test_whoami_t @a arg; returns 42. */
+apr_status_t vt_test_fn_whoami(void *arg);
+
+/** Do nothing; returns APR_SUCCESS. */
+apr_status_t vt_test_fn_nothing(void *arg);
+
+/** What the parking fibers wait on. */
+typedef struct vt_test_parks_t {
+    vthread_event_t *ev;
+    int fd;
+} vt_test_parks_t;
+
+/** Park on the event of the vt_test_parks_t @a arg (no timeout); returns
+ *  what vthread_event_wait() returned. */
+apr_status_t vt_test_fn_park_sync(void *arg);
+
+/* ------------------------------------------------------------------ */
+/* What the process writes to stderr meanwhile (fd 2 goes to a pipe). */
+
+typedef struct vt_test_stderr_t {
+    int rd, wr;             /**< the pipe */
+    int saved;              /**< the real stderr */
+} vt_test_stderr_t;
+
+/** Send stderr to a pipe until vt_test_stderr_end() (ck_asserts the pipe
+ *  and dup succeed). No ck_assert*() in between: in CK_FORK=no mode a
+ *  failure would leave stderr in the pipe. Up to a pipe's capacity only. */
+void vt_test_stderr_begin(vt_test_stderr_t *c);
+
+/** Put stderr back and read what was written into @a buf (NUL-terminated,
+ *  at most @a size - 1 bytes). @return the number of bytes read, 0 if
+ *  nothing was written */
+apr_size_t vt_test_stderr_end(vt_test_stderr_t *c, char *buf,
+                              apr_size_t size);
 
 /* ------------------------------------------------------------------ */
 /* Loopback sockets (127.0.0.1, ephemeral ports only). */
