@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build and run the libFuzzer targets of mod_vthread's own parsers:
-#   fuzz_config  the directive values (vthread_config.c): sizes, durations,
+#   fuzz_config  the directive values (vtm_config.c): sizes, durations,
 #                counts, On/Off/auto, handler lists; checked against a
 #                reference parser written from docs/directives.md;
 #   fuzz_demo    the demo module's parsers of untrusted input: backend
@@ -65,7 +65,7 @@ build_config() {
     b="$OUT/fuzz_config"
     mkdir -p "$b/obj"
     objs=""
-    # The fiber runtime, for vt_runtime_config_check() and its helpers.
+    # The fiber runtime, for vt_config_check() and its helpers.
     for f in "$SRC"/mod_vthread/runtime/vt_*.c; do
         o="$b/obj/$(basename "$f" .c).o"
         $CLANG $CFLAGS -fsanitize=fuzzer-no-link $CPPFLAGS -c "$f" -o "$o"

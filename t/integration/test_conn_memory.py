@@ -1,7 +1,7 @@
 """The memory of connections mod_vthread closes goes to new connections.
 
 httpd 2.4 cannot take back a connection mod_vthread suspended, so its pool
-is destroyed when mod_vthread closes it; vthread_recycle.c keeps that
+is destroyed when mod_vthread closes it; vtm_recycle.c keeps that
 pool's allocator and gives its blocks to the next new connection instead
 of letting the MPM map fresh ones (docs/operations.md, "Memory of closed
 connections"). What a user sees:

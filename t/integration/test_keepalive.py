@@ -83,7 +83,7 @@ def test_thousands_of_requests_over_20_connections(httpd):
     assert not bad, bad[:5]
     # About 0.5 s. Some requests fetch from this same server: when event
     # stopped accepting and nothing woke its listener, those waited for
-    # Timeout (30 s) in the listen backlog (vthread_listener.c).
+    # Timeout (30 s) in the listen backlog (vtm_listener.c).
     assert wall < 15 * SCALE, "3000 keep-alive requests took %.1fs" % wall
     # The chunked ones really were chunked, the others had a length.
     with Conn(httpd.port) as c:

@@ -147,7 +147,7 @@ def test_request_waiting_on_a_cancelled_keepalive_connection_is_served():
     no server can win) is lost. mod_vthread's keep-alive wait is ended by
     a cancel that the carrier handles after its last epoll; a request
     arriving between that epoll and the moment the fiber runs must still
-    be answered (vthread_conn_rescue: the socket is peeked once and the
+    be answered (vtm_lifecycle_rescue: the socket is peeked once and the
     request served on a new fiber). Under load that window is as long as
     the carrier's run queue (wrk -c500 lost a few requests per graceful
     restart before the fix). Here one carrier is pinned (test-only
