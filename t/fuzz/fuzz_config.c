@@ -11,8 +11,9 @@
  * would, with a cmd_parms for the main server. What httpd itself would
  * provide (the binary's ap_check_cmd_context, ap_str_tolower,
  * ap_timeout_parameter_parse, ap_server_conf; vthread_module from
- * mod_vthread.c) is defined below; ap_timeout_parameter_parse has the
- * semantics of httpd 2.4.71's (negative and overflowing values refused).
+ * mod_vthread.c) is in fuzz_httpd_stubs.c; ap_timeout_parameter_parse has
+ * the semantics of httpd 2.4.71's (negative and overflowing values
+ * refused).
  * The fiber runtime (vt_config_check) is linked from the sources.
  *
  * Input: first byte picks the directive, the rest (up to a NUL) is its
@@ -32,97 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---------------------------------------------------------- stand-ins */
-
-module AP_MODULE_DECLARE_DATA vthread_module = {
-    STANDARD20_MODULE_STUFF,
-    NULL, NULL, NULL, NULL, NULL, NULL,
-#ifdef AP_MODULE_FLAG_NONE
-    AP_MODULE_FLAG_NONE
-#endif
-};
-
-AP_DECLARE_DATA server_rec *ap_server_conf = NULL;
-
-/* The fuzzer sets the context: 0 main server, 1 <VirtualHost>, 2 dir. */
-static int fuzz_context;
-
-AP_DECLARE(const char *) ap_check_cmd_context(cmd_parms *cmd,
-                                              unsigned forbidden)
-{
-    if ((forbidden & NOT_IN_VIRTUALHOST) && fuzz_context == 1) {
-        return apr_pstrcat(cmd->pool, cmd->cmd->name,
-                           " cannot occur within <VirtualHost> section",
-                           NULL);
-    }
-    if ((forbidden & NOT_IN_DIR_CONTEXT) && fuzz_context == 2) {
-        return apr_pstrcat(cmd->pool, cmd->cmd->name,
-                           " not allowed in <Location> context", NULL);
-    }
-    return NULL;
-}
-
-AP_DECLARE(void) ap_str_tolower(char *s)
-{
-    for (; *s; s++) {
-        *s = (char)apr_tolower(*s);
-    }
-}
-
-/* httpd 2.4.71's, with its range checks (from its object code). */
-AP_DECLARE(apr_status_t) ap_timeout_parameter_parse(
-    const char *timeout_parameter, apr_interval_time_t *timeout,
-    const char *default_time_unit)
-{
-    char *endp;
-    const char *time_str;
-    apr_int64_t tout;
-
-    errno = 0;
-    tout = apr_strtoi64(timeout_parameter, &endp, 10);
-    if (errno) {
-        return errno;
-    }
-    time_str = (!endp || !*endp) ? default_time_unit : endp;
-    if (tout < 0) {
-        return APR_EGENERAL;
-    }
-    switch (*time_str) {
-    case 's':
-        if (tout > APR_INT64_MAX / APR_USEC_PER_SEC) {
-            return APR_EGENERAL;
-        }
-        *timeout = apr_time_from_sec(tout);
-        break;
-    case 'h':
-        if (tout > APR_INT64_MAX / APR_USEC_PER_SEC / 3600) {
-            return APR_EGENERAL;
-        }
-        *timeout = apr_time_from_sec(tout * 3600);
-        break;
-    case 'm':
-        switch (*(++time_str)) {
-        case 's':
-            if (tout > APR_INT64_MAX / 1000) {
-                return APR_EGENERAL;
-            }
-            *timeout = (apr_interval_time_t)tout * 1000;
-            break;
-        case 'i':
-            if (tout > APR_INT64_MAX / APR_USEC_PER_SEC / 60) {
-                return APR_EGENERAL;
-            }
-            *timeout = apr_time_from_sec(tout * 60);
-            break;
-        default:
-            return APR_EGENERAL;
-        }
-        break;
-    default:
-        return APR_EGENERAL;
-    }
-    return APR_SUCCESS;
-}
+#include "fuzz_httpd_stubs.c"
 
 /* -------------------------------------------------- reference parsers */
 
