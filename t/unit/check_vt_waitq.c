@@ -135,6 +135,16 @@ static void init_all(vt_waiter_t *w, int n)
     }
 }
 
+/* An empty @a q, then @a n fresh waiters pushed in order. */
+static void queue_all(vt_waitq_t *q, vt_waiter_t *w, int n)
+{
+    memset(q, 0, sizeof(*q));
+    init_all(w, n);
+    for (int i = 0; i < n; i++) {
+        vt_waitq_push(q, &w[i]);
+    }
+}
+
 /* Is @a w on the list linked through resume_next (at most @a max long)? */
 static int on_resume_list(vt_waiter_t *list, vt_waiter_t *w, int max)
 {
@@ -207,11 +217,7 @@ START_TEST(test_waitq_claim_first_skips_claimed)
     vt_waiter_t w[QN];
     vt_waiter_t *list = NULL;
     vt_test_rt_start(&t, 1);
-    memset(&q, 0, sizeof(q));
-    init_all(w, QN);
-    for (int i = 0; i < QN; i++) {
-        vt_waitq_push(&q, &w[i]);
-    }
+    queue_all(&q, w, QN);
     /* w0 and w1 at the front, and w3 in the middle, timed out */
     ck_assert_int_eq(vt_waitq_claim(&w[0], APR_TIMEUP), 1);
     ck_assert_int_eq(vt_waitq_claim(&w[1], APR_TIMEUP), 1);
@@ -263,11 +269,7 @@ START_TEST(test_waitq_claim_all)
     vt_waiter_t w[QN];
     vt_waiter_t *list = NULL;
     vt_test_rt_start(&t, 1);
-    memset(&q, 0, sizeof(q));
-    init_all(w, QN);
-    for (int i = 0; i < QN; i++) {
-        vt_waitq_push(&q, &w[i]);
-    }
+    queue_all(&q, w, QN);
     ck_assert_int_eq(vt_waitq_claim(&w[1], APR_TIMEUP), 1);
     ck_assert_int_eq(vt_waitq_claim(&w[4], APR_TIMEUP), 1);
     /* counts only the ones it claimed, and empties the queue */
