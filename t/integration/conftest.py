@@ -340,11 +340,11 @@ class Httpd:
             # A moment for the MPM to finish closing what the test's
             # clients just closed: a SIGTERM within that window has crashed
             # the child inside event's own close_worker_sockets() (its main
-            # thread reading the socket of a connection whose pool a worker
-            # was destroying, every mod_vthread thread idle), about once in
-            # 20 runs of test_keepalive.py, before and after the layout
-            # change alike. Children that crash for any other reason are
-            # still caught by crashes().
+            # thread reading a freed socket while an MPM thread unmapped a
+            # pool; every mod_vthread thread idle), about once in 20 runs
+            # of test_keepalive.py, before and after the layout change
+            # alike. Children that crash for any other reason are still
+            # caught by crashes().
             time.sleep(STOP_SETTLE)
             self.proc.send_signal(signal.SIGTERM)
             try:
