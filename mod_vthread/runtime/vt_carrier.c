@@ -460,7 +460,6 @@ void *APR_THREAD_FUNC vt_carrier_main(apr_thread_t *thread, void *data)
 
     vt_guard_thread_leave();
     tls_carrier = NULL;
-    atomic_store(&c->exited, 1);
     c->hooks->exited(c);
     return NULL;
 }

@@ -79,7 +79,6 @@ typedef struct vt_carrier_t {
     _Atomic(vt_stack_t *) running_stack; /**< NULL when in the scheduler */
     _Atomic int watch_reading;  /**< the watchdog may be reading a stack
                                      header: no stack is unmapped */
-    _Atomic int exited;
 } vt_carrier_t;
 
 /** Counters of one carrier, read from any thread. */

@@ -291,19 +291,29 @@ static int reserve_capacity(vt_runtime_t *rt)
     return 1;
 }
 
-apr_status_t vt_runtime_admit(vt_runtime_t *rt, vt_fiber_t *f)
+apr_status_t vt_runtime_admit(vt_runtime_t *rt, vt_fiber_t **out,
+                              vthread_fn_t fn, void *arg, const char *label)
 {
+    vt_fiber_t *f;
+    *out = NULL;
     if (atomic_load(&rt->stopping)) {
         return APR_ECONNABORTED;
     }
+    /* Capacity before memory: a refusal at max_fibers allocates nothing. */
     if (!reserve_capacity(rt)) {
         return APR_EAGAIN;
+    }
+    f = vt_fiber_new(fn, arg, label);
+    if (!f) {
+        atomic_fetch_sub(&rt->live, 1);
+        return APR_ENOMEM;
     }
     f->carrier = pick_carrier(rt);
     f->carrier_index = f->carrier->index;
     f->stopping = &rt->stopping;
     atomic_fetch_add(&f->carrier->live, 1);
     f->id = atomic_fetch_add(&rt->next_id, 1) + 1;
+    *out = f;
     return APR_SUCCESS;
 }
 

@@ -75,13 +75,15 @@ apr_status_t vt_runtime_carrier_stats(const vt_runtime_t *rt, int index,
                                       vt_carrier_stats_t *out);
 
 /**
- * Account for a new fiber of @a rt: reserve one unit of max_fibers, pick
+ * Make a fiber that counts in @a rt: reserve one unit of max_fibers (before
+ * allocating, so a refusal costs nothing), allocate it (vt_fiber_new), pick
  * the least loaded carrier (ties go to the caller's own, so a fiber's
- * children stay local when it is fair) and give the fiber its id.
+ * children stay local when it is fair) and give it its id. Not started.
  * @return APR_SUCCESS; APR_EAGAIN at max_fibers; APR_ECONNABORTED when
- *         stopping
+ *         stopping; APR_ENOMEM
  */
-apr_status_t vt_runtime_admit(vt_runtime_t *rt, vt_fiber_t *f);
+apr_status_t vt_runtime_admit(vt_runtime_t *rt, vt_fiber_t **f,
+                              vthread_fn_t fn, void *arg, const char *label);
 
 /** Undo vt_runtime_admit() for a fiber that will never be started. */
 void vt_runtime_unadmit(vt_fiber_t *f);

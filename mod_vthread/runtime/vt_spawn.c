@@ -11,23 +11,11 @@
 apr_status_t vt_spawn_create(vt_fiber_t **out, vt_runtime_t *rt,
                              vthread_fn_t fn, void *arg, const char *label)
 {
-    vt_fiber_t *f;
-    apr_status_t rv;
     *out = NULL;
     if (!rt || !fn) {
         return APR_EINVAL;
     }
-    f = vt_fiber_new(fn, arg, label);
-    if (!f) {
-        return APR_ENOMEM;
-    }
-    rv = vt_runtime_admit(rt, f);
-    if (rv != APR_SUCCESS) {
-        vt_fiber_free(f);
-        return rv;
-    }
-    *out = f;
-    return APR_SUCCESS;
+    return vt_runtime_admit(rt, out, fn, arg, label);
 }
 
 void vt_spawn_start(vt_fiber_t *f)
