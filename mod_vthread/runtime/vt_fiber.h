@@ -80,6 +80,7 @@ struct vthread_t {
     _Atomic unsigned refs;
     _Atomic int cancelled;
     _Atomic int cancel_queued;  /**< in the carrier's cancel inbox */
+    int transparent;            /**< hooked libc calls park it (vt_hook.h) */
     struct vthread_t *next;     /**< run queue / inbox link */
     struct vthread_t *cancel_next;
     struct vthread_t *live_prev; /**< carrier's list of its fibers */

@@ -3,8 +3,7 @@
  * Off a fiber each call is the APR call it mirrors. */
 #include "vt_carrier.h"
 #include "vt_clock.h"
-#include "vt_reactor.h"
-#include "vt_wait.h"
+#include "vt_fdwait.h"
 
 #include <apr_portable.h>
 #include <errno.h>
@@ -14,30 +13,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-typedef struct io_park_t {
-    vt_io_wait_t io;
-    vt_waiter_t w;
-} io_park_t;
-
-static void io_ready(vt_io_wait_t *io)
-{
-    io_park_t *ip = (io_park_t *)((char *)io - offsetof(io_park_t, io));
-    if (vt_waitq_claim(&ip->w, APR_SUCCESS)) {
-        vt_wait_resume(&ip->w);
-    }
-}
-
 static apr_status_t thread_wait_fd(int fd, apr_int16_t events,
                                    apr_interval_time_t timeout);
 
-/* Park the current fiber until @a fd is ready. The registration lives in
- * this frame and is removed before returning, whatever ended the wait. */
+/* Park the current fiber until @a fd is ready (vt_fdwait.h). */
 static apr_status_t fiber_wait_fd(vt_fiber_t *f, int fd, apr_int16_t events,
                                   apr_interval_time_t timeout)
 {
-    vt_reactor_t *r = &f->carrier->reactor;
-    io_park_t ip;
-    apr_status_t rv;
+    struct pollfd p = { .fd = fd, .events = 0 };
 
     if (vt_fiber_is_cancelled(f)) {
         return APR_ECONNABORTED;
@@ -45,17 +28,13 @@ static apr_status_t fiber_wait_fd(vt_fiber_t *f, int fd, apr_int16_t events,
     if (timeout == 0) {
         return thread_wait_fd(fd, events, 0); /* one poll, never blocks */
     }
-    ip.io.fd = fd;
-    ip.io.events = events & (APR_POLLIN | APR_POLLOUT);
-    ip.io.ready = io_ready;
-    vt_wait_init(&ip.w);
-    rv = vt_reactor_add(r, &ip.io);
-    if (rv != APR_SUCCESS) {
-        return rv;
+    if (events & APR_POLLIN) {
+        p.events |= POLLIN;
     }
-    rv = vt_wait_park(&ip.w, VT_PARK_IO, timeout, 0);
-    vt_reactor_remove(r, &ip.io);
-    return rv;
+    if (events & APR_POLLOUT) {
+        p.events |= POLLOUT;
+    }
+    return vt_fdwait_park(f, &p, 1, timeout, 0);
 }
 
 static apr_status_t thread_wait_fd(int fd, apr_int16_t events,
