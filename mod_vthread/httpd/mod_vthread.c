@@ -24,6 +24,7 @@
 #include "vtm_recycle.h"
 #include "vtm_scoreboard.h"
 #include "vtm_status.h"
+#include "vtm_transparent.h"
 
 static void vtm_register_hooks(apr_pool_t *p)
 {
@@ -49,6 +50,7 @@ static void vtm_register_hooks(apr_pool_t *p)
                               APR_HOOK_MIDDLE);
     ap_hook_log_transaction(vtm_scoreboard_count, NULL, NULL,
                             APR_HOOK_MIDDLE);
+    vtm_transparent_register_hooks();
     vtm_filters_register();
     vtm_status_register();
 }

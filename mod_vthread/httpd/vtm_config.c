@@ -38,6 +38,11 @@ static const char *vtm_set_pinned_warn(cmd_parms *cmd, void *dummy,
 static const char *vtm_check_field(cmd_parms *cmd,
                                        const vtm_srv_conf_t *sc,
                                        const char *arg, const char *allowed);
+static const char *vtm_set_transparent(cmd_parms *cmd, void *dirconf,
+                                       int on);
+
+/* A VThreadTransparent On was read somewhere in this configuration. */
+static int vtm_config_transparent_said_on;
 
 const command_rec vtm_cmds[] = {
     AP_INIT_TAKE_ARGV("VThreadHandler", vtm_set_handler, NULL,
@@ -62,6 +67,11 @@ const command_rec vtm_cmds[] = {
                   RSRC_CONF,
                   "log a fiber that holds its carrier this long, e.g. "
                   "100ms or 1s; 0 or Off disables (default 100ms)"),
+    AP_INIT_FLAG("VThreadTransparent", vtm_set_transparent, NULL,
+                 OR_FILEINFO,
+                 "On | Off: blocking calls that unmodified modules make on "
+                 "a fiber (sockets, poll, sleeps, locks, DNS) park the "
+                 "fiber instead of its carrier (default On)"),
     { NULL }
 };
 
@@ -71,6 +81,7 @@ void *vtm_config_create_dir(apr_pool_t *p, char *dir)
 
     (void)dir;
     dc->mode = VTM_HANDLER_UNSET;
+    dc->transparent = -1;
     return dc;
 }
 
@@ -81,6 +92,8 @@ void *vtm_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
     vtm_dir_conf_t *dc = apr_palloc(p, sizeof(*dc));
 
     *dc = (add->mode != VTM_HANDLER_UNSET) ? *add : *base;
+    dc->transparent = add->transparent != -1 ? add->transparent
+                                             : base->transparent;
     return dc;
 }
 
@@ -88,7 +101,10 @@ void *vtm_config_create_srv(apr_pool_t *p, server_rec *s)
 {
     vtm_srv_conf_t *sc = apr_pcalloc(p, sizeof(*sc));
 
-    (void)s;
+    if (!s->is_virtual) {
+        /* A new reading of the configuration (start, restart). */
+        vtm_config_transparent_said_on = 0;
+    }
     sc->carriers = 0;
     sc->stack_size = VT_STACK_DEFAULT_SIZE;
     sc->max_fibers = VTM_DEFAULT_MAX_FIBERS;
@@ -131,6 +147,19 @@ int vtm_config_wants(const vtm_dir_conf_t *dc, const char *handler)
     default:
         return 0;
     }
+}
+
+int vtm_config_transparent(const vtm_dir_conf_t *dc)
+{
+    return !dc || dc->transparent != 0;
+}
+
+int vtm_config_transparent_anywhere(server_rec *s)
+{
+    const vtm_dir_conf_t *dc =
+        ap_get_module_config(s->lookup_defaults, &vthread_module);
+
+    return vtm_config_transparent_said_on || vtm_config_transparent(dc);
 }
 
 void vtm_config_runtime(const vtm_srv_conf_t *sc,
@@ -346,6 +375,19 @@ static const char *vtm_set_pinned_warn(cmd_parms *cmd, void *dummy,
 }
 
 /* Ask the runtime whether it accepts the settings read so far. */
+static const char *vtm_set_transparent(cmd_parms *cmd, void *dirconf,
+                                       int on)
+{
+    vtm_dir_conf_t *dc = dirconf;
+
+    (void)cmd;
+    dc->transparent = on;
+    if (on) {
+        vtm_config_transparent_said_on = 1;
+    }
+    return NULL;
+}
+
 static const char *vtm_check_field(cmd_parms *cmd,
                                        const vtm_srv_conf_t *sc,
                                        const char *arg, const char *allowed)

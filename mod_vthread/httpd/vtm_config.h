@@ -41,6 +41,8 @@ typedef struct vtm_dir_conf_t {
     vtm_handler_mode_e mode;
     /** Handler names (const char *), for VTM_HANDLER_LIST. */
     apr_array_header_t *names;
+    /** VThreadTransparent: -1 not said here, 0 Off, 1 On. */
+    int transparent;
 } vtm_dir_conf_t;
 
 /** What to do with a request when every fiber of the child is taken. */
@@ -98,6 +100,18 @@ int vtm_config_wants(const vtm_dir_conf_t *dc, const char *handler);
  */
 void vtm_config_runtime(const vtm_srv_conf_t *sc,
                             vt_config_t *rc);
+
+/**
+ * Does transparent mode apply to this directory (VThreadTransparent, On
+ * unless said Off)?
+ */
+int vtm_config_transparent(const vtm_dir_conf_t *dc);
+
+/**
+ * Should this child install the transparent hooks at all? No only when
+ * the main server says VThreadTransparent Off and no section says On.
+ */
+int vtm_config_transparent_anywhere(server_rec *s);
 
 #pragma GCC visibility pop
 

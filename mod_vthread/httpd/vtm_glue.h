@@ -27,6 +27,7 @@
  *   vtm_conn.c        find, create, hand over a vtm_conn_t
  *   vtm_config.c      directives
  *   vtm_state.c       the child's runtime, async and stopping flags
+ *   vtm_transparent.c transparent mode: hooks installed per child
  *
  * Ownership of a connection (the rule every file follows): a conn_rec and
  * its pools are used by one thread at a time. The MPM owns a connection
@@ -48,6 +49,7 @@
  *   10920-10929 vtm_handler.c, vtm_invoke.c (10921, 10922)
  *   10930-10939 vtm_lifecycle.c, vtm_borrow.c (10937)
  *   10940-10949 vtm_filters.c
+ *   10860-10869 vtm_transparent.c
  */
 #ifndef VTM_GLUE_H
 #define VTM_GLUE_H

@@ -13,8 +13,11 @@
 #include <http_log.h>
 #include <http_protocol.h>
 
+#include "vtm_config.h"
 #include "vtm_glue.h"
 #include "vtm_invoke.h"
+#include "vtm_state.h"
+#include "vt_hook.h"
 
 APLOG_USE_MODULE(vthread);
 
@@ -22,11 +25,20 @@ int vtm_invoke_handler(vtm_req_t *req)
 {
     request_rec *r = req->r;
     const char *outer = r->handler;
+    const vtm_dir_conf_t *dc =
+        ap_get_module_config(r->per_dir_config, &vthread_module);
+    int transparent;
     int result;
 
+    /* Transparent mode covers the handler: what it calls blocking parks
+     * the fiber (vt_hook.h). Off a fiber (a borrowed worker) this does
+     * nothing. */
+    transparent = vt_hook_fiber_set(vtm_state_transparent()
+                                    && vtm_config_transparent(dc));
     r->handler = req->handler;
     result = ap_run_handler(r);
     r->handler = outer;
+    vt_hook_fiber_set(transparent);
 
     if (result == DECLINED) {
         if (r->filename) {

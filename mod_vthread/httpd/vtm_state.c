@@ -10,6 +10,7 @@
 static vt_runtime_t *_Atomic vtm_state_rt;
 static atomic_int vtm_state_async;
 static atomic_int vtm_state_stopping;
+static atomic_int vtm_state_transparent_on;
 
 vt_runtime_t *vtm_state_runtime(void)
 {
@@ -40,4 +41,15 @@ void vtm_state_set_stopping(int stopping)
 {
     atomic_store_explicit(&vtm_state_stopping, stopping,
                           memory_order_release);
+}
+
+int vtm_state_transparent(void)
+{
+    return atomic_load_explicit(&vtm_state_transparent_on,
+                                memory_order_relaxed);
+}
+
+void vtm_state_set_transparent(int installed)
+{
+    atomic_store(&vtm_state_transparent_on, installed);
 }

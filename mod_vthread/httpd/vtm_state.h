@@ -32,6 +32,11 @@ int vtm_state_is_stopping(void);
 /** Mark the child stopping (1), or not yet (0, child_init). */
 void vtm_state_set_stopping(int stopping);
 
+/** Are the transparent hooks installed in this child? */
+int vtm_state_transparent(void);
+/** Record whether they are (child_init). */
+void vtm_state_set_transparent(int installed);
+
 #pragma GCC visibility pop
 
 #endif /* VTM_STATE_H */

@@ -1,0 +1,23 @@
+/* Licensed under the Apache License, Version 2.0 (the "License"); you may
+ * not use this file except in compliance with the License.
+ */
+
+/**
+ * @file  vtm_transparent.h
+ * @brief Transparent mode in httpd: install the hooks in each child, size
+ *        mod_proxy's connection pools for fibers, report pinned calls.
+ */
+#ifndef VTM_TRANSPARENT_H
+#define VTM_TRANSPARENT_H
+
+#include <httpd.h>
+#include <http_config.h>
+
+#pragma GCC visibility push(hidden)
+
+/** Register the child_init and mpm_query hooks transparent mode needs. */
+void vtm_transparent_register_hooks(void);
+
+#pragma GCC visibility pop
+
+#endif /* VTM_TRANSPARENT_H */
