@@ -9,16 +9,18 @@
  * The demo module is split by handler family, one example per file:
  * demo_sleep.c (vthread-sleep, vthread-echo-id, vthread-cpu: the
  * simplest, read it first), demo_fetch.c (vthread-fetch, vthread-fanout),
- * demo_poll.c (vthread-poll), demo_body.c (vthread-upload, vthread-big)
+ * demo_poll.c (vthread-poll), demo_body.c (vthread-upload, vthread-big),
+ * demo_plain.c (vthread-plain: plain APR calls, no mod_vthread API)
  * and demo_unsafe.c (the test-only vthread-recurse and vthread-spin).
  * demo_request.c holds the request helpers they all use, and
  * mod_vthread_demo.c only wires them: directives, the handler table,
  * hooks. Like a third-party module, every file uses httpd's API and
  * include/vthread.h only.
  *
- * Log message numbers, by file (next free: 10964):
+ * Log message numbers, by file (next free: 10965):
  *   10950-10953 demo_request.c       10954-10958 demo_fetch.c
  *   10959-10961, 10963 demo_poll.c   10962 demo_body.c
+ *   10964 demo_plain.c
  *   10870-10871 demo_unsafe.c (10870-10879 are kept for the test-only parts)
  */
 #ifndef DEMO_H
@@ -131,6 +133,9 @@ int demo_upload(request_rec *r, apr_table_t *args);    /**< vthread-upload */
 int demo_big(request_rec *r, apr_table_t *args);       /**< vthread-big */
 /** post_config: the CRC-32 table and vthread-big's body. */
 void demo_body_init(void);
+
+/* demo_plain.c */
+int demo_plain(request_rec *r, apr_table_t *args);     /**< vthread-plain */
 
 /* demo_unsafe.c: TEST ONLY, 403 unless VThreadDemoUnsafe On */
 int demo_recurse(request_rec *r, apr_table_t *args);   /**< vthread-recurse */

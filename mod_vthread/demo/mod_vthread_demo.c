@@ -140,6 +140,7 @@ static const struct {
     { "vthread-echo-id", demo_echo_id },
     { "vthread-upload",  demo_upload },
     { "vthread-big",     demo_big },
+    { "vthread-plain",   demo_plain },
     { "vthread-recurse", demo_recurse },
     { "vthread-spin",    demo_spin },
 };

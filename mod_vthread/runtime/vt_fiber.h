@@ -211,8 +211,13 @@ static inline void vt_fiber_first_wait(vt_fiber_t *f)
     void (*fn)(void *) = f->first_wait;
 
     if (fn) {
+        /* It runs inside a park, its waiter already reachable: a hooked
+         * call in it (a contended lock) must not park again. */
+        int transparent = f->transparent;
         f->first_wait = NULL;
+        f->transparent = 0;
         fn(f->first_wait_arg);
+        f->transparent = transparent;
     }
 }
 

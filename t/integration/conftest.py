@@ -53,7 +53,7 @@ SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|"
 
 # The demo handlers, offloaded under /NAME and run inline under /inline/NAME.
 DEMO_HANDLERS = ("sleep", "fetch", "cpu", "poll", "fanout", "echo-id",
-                 "upload", "big")
+                 "upload", "big", "plain")
 
 
 # --------------------------------------------------------------- modules
