@@ -90,7 +90,7 @@ static void hook_nonblock_off(int fd, int fl)
 /* A blocking fd that is not a socket (a pipe, a tty, a file): wait until
  * it is readable, then one real read. */
 static ssize_t hook_read_other(vt_fiber_t *f, int fd, void *buf, size_t len,
-                               const void *site)
+                               const void *site, int saved)
 {
     struct pollfd p = { .fd = fd, .events = POLLIN };
     vt_clock_deadline_t d;
@@ -102,6 +102,9 @@ static ssize_t hook_read_other(vt_fiber_t *f, int fd, void *buf, size_t len,
         parked = 1;
     }
     vt_hook_count(f, VT_HOOK_READ, parked);
+    /* The real read leaves errno alone on success: let that be the
+     * caller's, not recv's ENOTSOCK or another fiber's. */
+    errno = saved;
     return vt_hook_real.read(fd, buf, len);
 }
 
@@ -111,15 +114,17 @@ ssize_t vt_hook_read(int fd, void *buf, size_t len)
     const void *site = __builtin_return_address(0);
     vt_clock_deadline_t d;
     ssize_t n;
+    int saved;
 
     if (!f) {
         return vt_hook_real.read(fd, buf, len);
     }
+    saved = errno;
     /* For a socket, a read is a recv with no flags. */
     n = recv(fd, buf, len, MSG_DONTWAIT);
     if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
         if (n < 0 && errno == ENOTSOCK) {
-            return hook_read_other(f, fd, buf, len, site);
+            return hook_read_other(f, fd, buf, len, site, saved);
         }
         vt_hook_count(f, VT_HOOK_READ, 0);
         return n;
@@ -136,7 +141,13 @@ ssize_t vt_hook_read(int fd, void *buf, size_t len)
             return vt_hook_return(-1, EAGAIN);
         }
         n = recv(fd, buf, len, MSG_DONTWAIT);
-        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        if (n >= 0) {
+            /* errno still holds the first recv's EAGAIN, or what other
+             * fibers set while this one was parked: a successful read
+             * leaves the caller's. */
+            return vt_hook_return(n, saved);
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
             return n;
         }
     }
@@ -240,16 +251,21 @@ ssize_t vt_hook_write(int fd, const void *buf, size_t len)
     struct iovec iov = { (void *)buf, len };
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
     ssize_t n;
+    int saved;
 
     if (!f || len == 0) {
         return vt_hook_real.write(fd, buf, len);
     }
+    saved = errno;
     n = hook_send(f, VT_HOOK_WRITE, fd, &msg, len, site);
     if (n == -2) {
         hook_wait_writable(f, VT_HOOK_WRITE, fd, site);
+        errno = saved;      /* not sendmsg's ENOTSOCK on success */
         return vt_hook_real.write(fd, buf, len);
     }
-    return n;
+    /* A write that succeeds leaves the caller's errno, not the EAGAIN
+     * hook_send() met before it parked (or another fiber's). */
+    return n >= 0 ? vt_hook_return(n, saved) : n;
 }
 
 /* An iovec array this long is copied on the stack; longer ones are cut,
@@ -264,10 +280,12 @@ ssize_t vt_hook_writev(int fd, const struct iovec *iov, int iovcnt)
     struct msghdr msg = { .msg_iov = local };
     size_t total = 0;
     ssize_t n;
+    int saved;
 
     if (!f || iovcnt <= 0 || iovcnt > IOV_MAX) {
         return vt_hook_real.writev(fd, iov, iovcnt);
     }
+    saved = errno;
     msg.msg_iovlen = iovcnt > HOOK_IOV_ON_STACK ? HOOK_IOV_ON_STACK
                                                 : (size_t)iovcnt;
     for (size_t i = 0; i < msg.msg_iovlen; i++) {
@@ -283,9 +301,10 @@ ssize_t vt_hook_writev(int fd, const struct iovec *iov, int iovcnt)
     n = hook_send(f, VT_HOOK_WRITE, fd, &msg, total, site);
     if (n == -2) {
         hook_wait_writable(f, VT_HOOK_WRITE, fd, site);
+        errno = saved;      /* as in vt_hook_write */
         return vt_hook_real.writev(fd, iov, iovcnt);
     }
-    return n;
+    return n >= 0 ? vt_hook_return(n, saved) : n;
 }
 
 ssize_t vt_hook_sendfile(int out, int in, off_t *offset, size_t count)
@@ -295,11 +314,13 @@ ssize_t vt_hook_sendfile(int out, int in, off_t *offset, size_t count)
     vt_clock_deadline_t d;
     size_t done = 0;
     int parked = 0;
+    int saved = errno;
 
     if (!f || count == 0 || hook_passes(out)) {
         if (f) {
             vt_hook_count(f, VT_HOOK_SENDFILE, 0);
         }
+        errno = saved;      /* hook_passes()'s fcntl may have set it */
         return vt_hook_real.sendfile(out, in, offset, count);
     }
     /* A blocking sendfile sends everything: do so a bufferful at a time,
@@ -316,17 +337,20 @@ ssize_t vt_hook_sendfile(int out, int in, off_t *offset, size_t count)
         }
         if (n == 0 || (err != EAGAIN && err != EWOULDBLOCK)) {
             vt_hook_count(f, VT_HOOK_SENDFILE, parked);
-            return done ? (ssize_t)done : vt_hook_return(n, err);
+            return done || n == 0 ? vt_hook_return((ssize_t)done, saved)
+                                  : vt_hook_return(n, err);
         }
         parked = 1;
         if (hook_io_park(f, VT_HOOK_SENDFILE, out, POLLOUT, &d, site)
             == APR_TIMEUP) {
             vt_hook_count(f, VT_HOOK_SENDFILE, parked);
-            return done ? (ssize_t)done : vt_hook_return(-1, EAGAIN);
+            return done ? vt_hook_return((ssize_t)done, saved)
+                        : vt_hook_return(-1, EAGAIN);
         }
     }
     vt_hook_count(f, VT_HOOK_SENDFILE, parked);
-    return (ssize_t)done;
+    /* Success leaves the caller's errno, not the EAGAIN met before. */
+    return vt_hook_return((ssize_t)done, saved);
 }
 
 /* ---- connect, accept ------------------------------------------------ */
@@ -343,6 +367,7 @@ int vt_hook_connect(int fd, const struct sockaddr *addr, socklen_t len)
     apr_interval_time_t retry = 1000;
     vt_clock_deadline_t d;
     int fl, rv, err, parked = 0;
+    int saved = errno;
 
     if (!f || hook_passes(fd)) {
         if (f) {
@@ -358,7 +383,7 @@ int vt_hook_connect(int fd, const struct sockaddr *addr, socklen_t len)
         hook_nonblock_off(fd, fl);
         if (rv == 0 || (err != EAGAIN && err != EINPROGRESS)) {
             vt_hook_count(f, VT_HOOK_CONNECT, parked);
-            return (int)vt_hook_return(rv, err);
+            return (int)vt_hook_return(rv, rv == 0 ? saved : err);
         }
         parked = 1;
         if (err == EINPROGRESS) {
@@ -371,8 +396,22 @@ int vt_hook_connect(int fd, const struct sockaddr *addr, socklen_t len)
             if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) {
                 err = errno;
             }
+            if (!err) {
+                /* Linux keeps a socket whose non-blocking connect has
+                 * completed "connecting" until connect is called again
+                 * (that call answers 0); after a blocking connect it is
+                 * connected, and another connect answers EISCONN. Make
+                 * that call now, so the caller's next one answers as it
+                 * would have. */
+                fl = hook_nonblock_on(fd);
+                rv = vt_hook_real.connect(fd, addr, len);
+                if (rv != 0 && errno != EISCONN) {
+                    err = errno;
+                }
+                hook_nonblock_off(fd, fl);
+            }
             vt_hook_count(f, VT_HOOK_CONNECT, parked);
-            return (int)vt_hook_return(err ? -1 : 0, err);
+            return (int)vt_hook_return(err ? -1 : 0, err ? err : saved);
         }
         /* EAGAIN: a full Unix listener. */
         {
@@ -399,6 +438,7 @@ int vt_hook_accept4(int fd, struct sockaddr *addr, socklen_t *len,
     const void *site = __builtin_return_address(0);
     vt_clock_deadline_t d;
     int parked = 0;
+    int saved = errno;
 
     if (!f || hook_passes(fd)) {
         if (f) {
@@ -415,7 +455,8 @@ int vt_hook_accept4(int fd, struct sockaddr *addr, socklen_t *len,
         hook_nonblock_off(fd, fl);
         if (rv >= 0 || (err != EAGAIN && err != EWOULDBLOCK)) {
             vt_hook_count(f, VT_HOOK_ACCEPT, parked);
-            return (int)vt_hook_return(rv, err);
+            /* On success, the caller's errno (not the EAGAIN before). */
+            return (int)vt_hook_return(rv, rv >= 0 ? saved : err);
         }
         parked = 1;
         if (hook_io_park(f, VT_HOOK_ACCEPT, fd, POLLIN, &d, site)

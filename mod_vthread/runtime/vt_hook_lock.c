@@ -190,8 +190,12 @@ static void hook_cond_release(void *m)
 }
 
 /* Microseconds from now to @a abstime on @a c's clock. glibc marks a
- * condition variable made with a monotonic clock attribute in bit 0 of
- * __wrefs (since 2.25); APR and httpd use the default, CLOCK_REALTIME. */
+ * condition variable made with a monotonic clock attribute in bit 1 of
+ * __wrefs (since 2.25). Bit 0 is "process-shared", not the clock: the
+ * comment on __wrefs in glibc's nptl/pthread_cond_wait.c says so, and
+ * glibc 2.36 sets 2 for setclock(CLOCK_MONOTONIC), 1 for setpshared
+ * (check_vt_hook_lock tests both). APR and httpd use the default,
+ * CLOCK_REALTIME. */
 static apr_interval_time_t hook_cond_left(const pthread_cond_t *c,
                                           const struct timespec *abstime)
 {
@@ -199,7 +203,7 @@ static apr_interval_time_t hook_cond_left(const pthread_cond_t *c,
     struct timespec now;
 
 #ifdef __GLIBC__
-    if (c->__data.__wrefs & 1) {
+    if (c->__data.__wrefs & 2) {
         clock = CLOCK_MONOTONIC;
     }
 #else

@@ -56,7 +56,10 @@ static int hook_poll_fiber(vt_fiber_t *f, vt_hook_call_e call,
         apr_status_t st = hook_poll_park(f, call, fds, n, &d, site);
         rv = vt_hook_real.poll(fds, n, 0);
         if (rv != 0) {
-            return (int)vt_hook_return(rv, errno);
+            /* Success leaves the caller's errno, as the real poll does:
+             * errno now is whatever other fibers left while this one
+             * was parked. */
+            return (int)vt_hook_return(rv, rv > 0 ? saved : errno);
         }
         if (st == APR_TIMEUP) {
             return (int)vt_hook_return(0, saved);
@@ -230,7 +233,8 @@ int vt_hook_epoll_wait(int epfd, struct epoll_event *ev, int max,
                                          __builtin_return_address(0));
         rv = vt_hook_real.epoll_wait(epfd, ev, max, 0);
         if (rv != 0) {
-            return (int)vt_hook_return(rv, errno);
+            /* As in hook_poll_fiber: success leaves the caller's errno. */
+            return (int)vt_hook_return(rv, rv > 0 ? saved : errno);
         }
         if (st == APR_TIMEUP) {
             return (int)vt_hook_return(0, saved);

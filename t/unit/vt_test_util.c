@@ -494,6 +494,17 @@ void vt_test_add(Suite *s, const TTest *test)
     suite_add_tcase(s, tc);
 }
 
+void vt_test_add_fixture(Suite *s, const TTest *test, SFun setup,
+                         SFun teardown)
+{
+    TCase *tc = tcase_create(test->name);
+    tcase_set_timeout(tc, vt_test_timeout());
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, NULL, leftover_teardown);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
 int vt_test_main(Suite *s)
 {
     SRunner *sr;

@@ -249,4 +249,10 @@ int vt_test_main(Suite *s);
  *  with CK_FORK=no one failure does not cascade into the tests after). */
 void vt_test_add(Suite *s, const TTest *test);
 
+/** vt_test_add() with a checked fixture of the suite's own as well
+ *  (@a setup may be NULL). Check runs teardowns in reverse order: the
+ *  runtime a failed test left running is stopped before @a teardown. */
+void vt_test_add_fixture(Suite *s, const TTest *test, SFun setup,
+                         SFun teardown);
+
 #endif /* VT_TEST_UTIL_H */
