@@ -31,6 +31,9 @@
  *   VThreadOffload503 VThreadConnsOwned VThreadConnsWriting
  *   VThreadConnsKeepAlive VThreadConnsLingering VThreadConnWaitLongestMs
  *   VThreadConnMemoryKept VThreadConnMemoryReused
+ *   and transparent mode's (vtm_transparent.c): VThreadTransparent
+ *   VThreadHook{Calls,Parked,Passed,Pinned} VThreadHook<Call>{Calls,Parked,
+ *   Pinned} VThreadBlocking{Threads,Busy,Queued,Done,Refused}
  */
 #include <sched.h>
 #include <stdatomic.h>
@@ -46,6 +49,7 @@
 #include "vtm_recycle.h"
 #include "vtm_status.h"
 #include "vtm_state.h"
+#include "vtm_transparent.h"
 
 /** Slot 0 for threads that are not carriers, then one per carrier. */
 #define VTM_STATUS_SLOTS (VT_MAX_CARRIERS + 1)
@@ -188,6 +192,7 @@ static int vtm_status_hook(request_rec *r, int flags)
     vtm_status_gather(rt, &v);
     if (!(flags & AP_STATUS_SHORT)) {
         vtm_status_html(r, rt, &v);
+        vtm_transparent_status(r, 0);
         return OK;
     }
     ap_rprintf(r,
@@ -233,6 +238,7 @@ static int vtm_status_hook(request_rec *r, int flags)
                v.count[VTM_TRACK_KEEPALIVE],
                v.count[VTM_TRACK_LINGER],
                vtm_status_conn_wait_ms(&v), v.mem_kept, v.mem_reused);
+    vtm_transparent_status(r, 1);
     return OK;
 }
 

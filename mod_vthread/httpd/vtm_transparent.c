@@ -22,14 +22,17 @@
 #include <http_config.h>
 #include <http_log.h>
 #include <ap_mpm.h>
+#include <http_protocol.h>
 #include <mpm_common.h>
 
 #include "vtm_config.h"
 #include "vtm_glue.h"
 #include "vtm_state.h"
 #include "vtm_transparent.h"
+#include "vt_blockpool.h"
 #include "vt_hook.h"
 #include "vt_hook_install.h"
+#include "vt_libstate.h"
 
 APLOG_USE_MODULE(vthread);
 
@@ -63,6 +66,9 @@ static void vtm_transparent_child_init(apr_pool_t *pchild, server_rec *s)
     apr_status_t rv;
 
     (void)pchild;
+    /* Offloaded client TLS needs OpenSSL's error queue kept per fiber
+     * whether or not the hooks are installed. */
+    vt_libstate_enable();
     vtm_state_set_transparent(0);
     if (!vtm_config_transparent_anywhere(s)) {
         return;
@@ -117,4 +123,69 @@ void vtm_transparent_register_hooks(void)
                        APR_HOOK_MIDDLE);
     ap_hook_mpm_query(vtm_transparent_mpm_query, NULL, NULL,
                       APR_HOOK_REALLY_FIRST);
+}
+
+/* ?auto key stems, by vt_hook_call_e. */
+static const char *const vtm_transparent_keys[VT_HOOK_CALLS] = {
+    "Poll", "Select", "EpollWait", "Connect", "Accept", "Read", "Write",
+    "Sendfile", "Sleep", "Mutex", "Cond", "Getaddrinfo"
+};
+
+void vtm_transparent_status(request_rec *r, int short_form)
+{
+    vt_hook_call_stats_t st[VT_HOOK_CALLS];
+    vt_blockpool_stats_t bp;
+    apr_uint64_t calls = 0, parked = 0, pinned = 0;
+    int k;
+
+    vt_hook_stats(st);
+    vt_blockpool_stats(&bp);
+    for (k = 0; k < VT_HOOK_CALLS; k++) {
+        calls += st[k].calls;
+        parked += st[k].parked;
+        pinned += st[k].pinned;
+    }
+    if (short_form) {
+        ap_rprintf(r, "VThreadTransparent: %d\n"
+                   "VThreadHookCalls: %" APR_UINT64_T_FMT "\n"
+                   "VThreadHookParked: %" APR_UINT64_T_FMT "\n"
+                   "VThreadHookPassed: %" APR_UINT64_T_FMT "\n"
+                   "VThreadHookPinned: %" APR_UINT64_T_FMT "\n",
+                   vtm_state_transparent(), calls, parked,
+                   calls - parked, pinned);
+        for (k = 0; k < VT_HOOK_CALLS; k++) {
+            const char *key = vtm_transparent_keys[k];
+            ap_rprintf(r, "VThreadHook%sCalls: %" APR_UINT64_T_FMT "\n"
+                       "VThreadHook%sParked: %" APR_UINT64_T_FMT "\n"
+                       "VThreadHook%sPinned: %" APR_UINT64_T_FMT "\n",
+                       key, st[k].calls, key, st[k].parked, key,
+                       st[k].pinned);
+        }
+        ap_rprintf(r, "VThreadBlockingThreads: %u\n"
+                   "VThreadBlockingBusy: %u\n"
+                   "VThreadBlockingQueued: %u\n"
+                   "VThreadBlockingDone: %" APR_UINT64_T_FMT "\n"
+                   "VThreadBlockingRefused: %" APR_UINT64_T_FMT "\n",
+                   bp.threads, bp.busy, bp.queued, bp.done, bp.refused);
+        return;
+    }
+    ap_rprintf(r, "<h3>Transparent mode: %s</h3>\n"
+               "<dl><dt>%" APR_UINT64_T_FMT " blocking calls made on "
+               "fibers: %" APR_UINT64_T_FMT " parked their fiber, %"
+               APR_UINT64_T_FMT " blocked their carrier (pinned)</dt>\n"
+               "<dt>blocking-call pool: %u threads, %u busy, %u queued, %"
+               APR_UINT64_T_FMT " calls made, %" APR_UINT64_T_FMT
+               " refused (queue full)</dt></dl>\n",
+               vtm_state_transparent() ? "on" : "off (not installed)",
+               calls, parked, pinned, bp.threads, bp.busy, bp.queued,
+               bp.done, bp.refused);
+    ap_rputs("<table border=\"0\"><tr><th>Call</th><th>Calls</th>"
+             "<th>Parked</th><th>Pinned</th></tr>\n", r);
+    for (k = 0; k < VT_HOOK_CALLS; k++) {
+        ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td><td>%"
+                   APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
+                   "</td></tr>\n", vt_hook_call_name(k), st[k].calls,
+                   st[k].parked, st[k].pinned);
+    }
+    ap_rputs("</table>\n", r);
 }

@@ -18,6 +18,13 @@
 /** Register the child_init and mpm_query hooks transparent mode needs. */
 void vtm_transparent_register_hooks(void);
 
+/**
+ * Add transparent mode's counters to a server-status page: ?auto keys
+ * (VThreadTransparent, VThreadHook*, VThreadBlocking*) when @a short_form,
+ * else an HTML table.
+ */
+void vtm_transparent_status(request_rec *r, int short_form);
+
 #pragma GCC visibility pop
 
 #endif /* VTM_TRANSPARENT_H */

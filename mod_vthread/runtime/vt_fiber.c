@@ -52,6 +52,9 @@ static void fiber_entry(vt_transfer_t t)
         d->fn(d->arg);
         free(d);
     }
+    if (vt_libstate_on || f->libstate) {
+        vt_libstate_end(&f->libstate);
+    }
     f->state = VT_FIBER_DONE;
     vt_annotate_switch_start(NULL, s->stack, s->stack_size);
     jump_fcontext(s->ctx, f);

@@ -20,11 +20,13 @@
 #include <apr.h>
 #include <apr_errno.h>
 #include <apr_time.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "vt_annotate.h"
 #include "vt_fcontext.h"
+#include "vt_libstate.h"
 #include "vt_stack.h"
 #include "vt_waitq.h"
 #include "vthread.h"
@@ -81,6 +83,7 @@ struct vthread_t {
     _Atomic int cancelled;
     _Atomic int cancel_queued;  /**< in the carrier's cancel inbox */
     int transparent;            /**< hooked libc calls park it (vt_hook.h) */
+    void *libstate;             /**< its OpenSSL errors while switched out */
     struct vthread_t *next;     /**< run queue / inbox link */
     struct vthread_t *cancel_next;
     struct vthread_t *live_prev; /**< carrier's list of its fibers */
@@ -163,11 +166,21 @@ static inline void vt_fiber_resume(vt_fiber_t *f)
 static inline void vt_fiber_switch_out(vt_fiber_t *f)
 {
     vt_fiber_sched_t *s = f->sched;
+    /* errno and OpenSSL's error queue are per thread: the fiber's own
+     * come back with it, whatever other fibers did meanwhile. */
+    int saved_errno = errno;
+    if (vt_libstate_on) {
+        vt_libstate_save(&f->libstate);
+    }
     vt_annotate_switch_start(&f->asan_fake_stack, s->stack, s->stack_size);
     vt_transfer_t t = jump_fcontext(s->ctx, NULL);
     vt_annotate_switch_finish(f->asan_fake_stack, &s->stack,
                               &s->stack_size);
     s->ctx = t.fctx;
+    if (f->libstate) {
+        vt_libstate_restore(&f->libstate);
+    }
+    errno = saved_errno;
 }
 
 /** Index of the carrier a fiber belongs to. */

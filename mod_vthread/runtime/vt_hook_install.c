@@ -3,6 +3,7 @@
 
 #include "vt_hook.h"
 #include "vt_hook_calls.h"
+#include "vt_libstate.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -135,6 +136,8 @@ apr_status_t vt_hook_install(vt_got_filter_fn filter, void *baton,
         }
     }
     pthread_once(&hook_fork_once, hook_fork_init);
+    /* Now that a fiber may park inside OpenSSL's I/O. */
+    vt_libstate_enable();
     hook_filter = filter;
     hook_baton = baton;
     atomic_store(&hook_installed, 1);

@@ -93,10 +93,11 @@ static void hook_lot_wake(const void *key, int all)
     vt_wait_resume_list(resume);
 }
 
-/* Queue the calling fiber on @a key, run @a before_park (a condition
- * variable releases its mutex there), and park until woken or
- * @a timeout; @a still_blocked, checked once queued, skips the park when
- * what it waits for happened in between. */
+/* Queue the calling fiber on @a key; then, queued, check
+ * @a still_blocked (an unlock between the caller's first try and the
+ * queueing would otherwise wake nobody) and skip the park if it says no;
+ * run @a before_park (a condition variable releases its mutex there), and
+ * park until woken or @a timeout. */
 static apr_status_t hook_lot_park(const void *key,
                                   apr_interval_time_t timeout,
                                   int (*still_blocked)(void *), void *arg,
@@ -105,21 +106,26 @@ static apr_status_t hook_lot_park(const void *key,
 {
     hook_lot_bucket_t *b;
     vt_waiter_t w;
-    apr_status_t rv;
+    apr_status_t rv = APR_SUCCESS;
 
     pthread_once(&hook_lot_once, hook_lot_init);
     b = hook_lot_bucket(key);
     vt_wait_init(&w);
     w.data = (void *)key;
     pthread_mutex_lock(&b->lock);
+    vt_waitq_push(&b->q, &w);
     atomic_fetch_add(&hook_lot_waiting, 1);
-    if (still_blocked && !still_blocked(arg)) {
-        atomic_fetch_sub(&hook_lot_waiting, 1);
+    if (!still_blocked || still_blocked(arg)) {
         pthread_mutex_unlock(&b->lock);
-        return APR_SUCCESS;
+        if (before_park) {
+            before_park(park_arg);
+        }
+        rv = vt_wait_park(&w, VT_PARK_SYNC, timeout, VT_WAIT_UNCANCELLABLE);
+        pthread_mutex_lock(&b->lock);
     }
-    rv = vt_wait_queued(&b->q, &b->lock, &w, timeout, VT_WAIT_UNCANCELLABLE,
-                        before_park, park_arg);
+    /* Not parked: only a waker holding the bucket lock could have
+     * claimed it, and unlinked it is out of every waker's reach. */
+    vt_waitq_unlink(&b->q, &w);
     atomic_fetch_sub(&hook_lot_waiting, 1);
     pthread_mutex_unlock(&b->lock);
     return rv;
