@@ -167,6 +167,10 @@ class Httpd:
     timeout: int = 30                # Timeout
     loglevel: str = "info"
     extra: str = ""                  # appended at the end of the config
+    # VThreadTransparent at server level ("" leaves the default, On);
+    # VT_TRANSPARENT=Off runs the suite with transparent mode off
+    # (build/test.sh does, for every test but test_transparent_*.py).
+    transparent: str = os.environ.get("VT_TRANSPARENT", "")
     port: int = 0
     root: str = ""
 
@@ -252,6 +256,8 @@ class Httpd:
             ]
             if self.carriers is not None:
                 lines.append("VThreadCarriers %d" % self.carriers)
+            if self.transparent:
+                lines.append("VThreadTransparent %s" % self.transparent)
             lines.append("VThreadDemoBackend %s:%d" % (HOST, self.port))
             lines.append(demo_locations(self.offload))
         lines.append(self.extra)

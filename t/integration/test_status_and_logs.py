@@ -42,7 +42,16 @@ KEYS = ("VThreadChildPid", "VThreadCarriers", "VThreadFibers", "VThreadFibersLim
         "VThreadOffload503", "VThreadConnsOwned", "VThreadConnsWriting",
         "VThreadConnsKeepAlive", "VThreadConnsLingering",
         "VThreadConnWaitLongestMs", "VThreadConnMemoryKept",
-        "VThreadConnMemoryReused")
+        "VThreadConnMemoryReused", "VThreadTransparent", "VThreadHookCalls",
+        "VThreadHookParked", "VThreadHookPassed", "VThreadHookPinned") + tuple(
+            "VThreadHook%s%s" % (call, what)
+            for call in ("Poll", "Select", "EpollWait", "Connect", "Accept",
+                         "Read", "Write", "Sendfile", "Sleep", "Mutex",
+                         "Cond", "Getaddrinfo")
+            for what in ("Calls", "Parked", "Pinned")) + (
+        "VThreadBlockingThreads", "VThreadBlockingBusy",
+        "VThreadBlockingQueued", "VThreadBlockingDone",
+        "VThreadBlockingRefused")
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs",
                     "operations.md")
 

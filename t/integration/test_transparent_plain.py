@@ -20,7 +20,7 @@ def test_apr_sleep_parks_the_fiber():
     # 1 child x 4 workers, 2 carriers: 200 handlers sleeping 1 s each in
     # apr_sleep() all end in about 1 s, far below the 100 s of 2 carriers
     # taking turns, and below the 50 s of 4 workers.
-    with running(name="plain-sleep") as h:
+    with running(name="plain-sleep", transparent="") as h:
         res, wall = run_concurrently(
             lambda i: get(h.port, "/plain?ms=1000", timeout=60),
             [(i,) for i in range(200)], timeout=90)
@@ -41,7 +41,7 @@ def test_plain_sockets_park_the_fiber():
     # fd, the wait is APR's poll) and without one (a blocking fd: the
     # hooks wait for readiness themselves).
     with SlowHTTP() as be, running(
-            name="plain-fetch",
+            name="plain-fetch", transparent="",
             extra="VThreadDemoBackend 127.0.0.1:%d\n" % be.port) as h:
         for blocking in (0, 1):
             res, wall = run_concurrently(
@@ -67,7 +67,7 @@ def test_transparent_off_holds_the_carrier():
     # The same handler where VThreadTransparent Off: apr_sleep blocks its
     # carrier, so 8 sleeps of 0.5 s on 2 carriers take turns (>= 1.5 s;
     # about 2 s), while /plain beside it still overlaps them all.
-    with running(name="plain-off", extra=plain_off()) as h:
+    with running(name="plain-off", extra=plain_off(), transparent="") as h:
         res, wall = run_concurrently(
             lambda i: get(h.port, "/plain-off?ms=500", timeout=60),
             [(i,) for i in range(8)], timeout=60)
@@ -81,7 +81,7 @@ def test_transparent_off_holds_the_carrier():
 
 
 def test_off_at_server_level_installs_nothing():
-    with running(name="plain-none", extra="VThreadTransparent Off\n") as h:
+    with running(name="plain-none", transparent="Off") as h:
         t0 = time.monotonic()
         r = get(h.port, "/plain?ms=100")
         assert r.status == 200 and r.text == "plain slept 100 ms\n"
