@@ -365,48 +365,65 @@ static void body_drain(void *arg)
     free(buf);
 }
 
-static void run_write_parks(int use_writev)
+/* Run @a writer against body_drain, both with the switch on, on one
+ * carrier: @a total bytes through a socketpair with small buffers, so the
+ * write cannot fit many times over. Fills @a o; the caller checks it and
+ * frees o->data and o->sv with wpark_done(). */
+static void wpark_run(wpark_t *o, size_t total, int use_writev,
+                      void (*writer)(void *), const char *label)
 {
     vt_test_rt_t t;
-    wpark_t o;
     vt_fiber_t *a, *b;
     vt_hook_rescue_t resc;
-    vt_hook_call_stats_t before = vt_hook_test_stats(VT_HOOK_WRITE), after;
     int small = 16384, rescued;
 
-    memset(&o, 0, sizeof(o));
-    o.rv = -2;
-    o.use_writev = use_writev;
-    o.total = VT_N(4, 1) << 20;
-    o.data = malloc(o.total);
-    ck_assert_ptr_nonnull(o.data);
-    vt_test_pattern_fill(o.data, o.total, 0);
+    memset(o, 0, sizeof(*o));
+    o->rv = -2;
+    o->use_writev = use_writev;
+    o->total = total;
+    o->data = malloc(o->total);
+    ck_assert_ptr_nonnull(o->data);
+    vt_test_pattern_fill(o->data, o->total, 0);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-                                o.sv), 0);
-    /* Small buffers: the write cannot fit, many times over. */
-    setsockopt(o.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-    setsockopt(o.sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+                                o->sv), 0);
+    setsockopt(o->sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(o->sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     vt_test_rt_start(&t, 1);
     vt_hook_rescue_start(&resc, VT_HOOK_RESCUE_MS, vt_hook_rescue_shutdown,
-                         &o.sv[0]);
-    a = vt_hook_test_go(&t, 1, body_write_blocking, &o, "writer");
-    b = vt_hook_test_go(&t, 1, body_drain, &o, "drain");
+                         &o->sv[0]);
+    a = vt_hook_test_go(&t, 1, writer, o, label);
+    b = vt_hook_test_go(&t, 1, body_drain, o, "drain");
     ck_assert_int_eq(vt_test_join(a), APR_SUCCESS);
     ck_assert_int_eq(vt_test_join(b), APR_SUCCESS);
     rescued = vt_hook_rescue_end(&resc);
     vt_test_rt_stop(&t);
+    ck_assert_msg(!rescued && o->overlap, "the drain did not run while %s "
+                  "was in the hook: the carrier was blocked", label);
+    /* Everything arrived, in order, and the fd's flags are unchanged. */
+    ck_assert_int_eq(o->rv, (long)o->total);
+    ck_assert_uint_eq(o->got, o->total);
+    ck_assert(o->pattern_ok);
+    ck_assert_int_eq(o->fl_after, o->fl_before);
+    ck_assert_int_eq(o->err, EDOM);
+}
+
+static void wpark_done(wpark_t *o)
+{
+    free(o->data);
+    close(o->sv[0]);
+    close(o->sv[1]);
+}
+
+static void run_write_parks(int use_writev)
+{
+    wpark_t o;
+    vt_hook_call_stats_t before = vt_hook_test_stats(VT_HOOK_WRITE), after;
+
+    wpark_run(&o, (size_t)VT_N(4, 1) << 20, use_writev, body_write_blocking,
+              "the writer");
     after = vt_hook_test_stats(VT_HOOK_WRITE);
-    free(o.data);
-    close(o.sv[0]);
-    close(o.sv[1]);
-    ck_assert_msg(!rescued && o.overlap, "the drain did not run while the "
-                  "writer was in the hook: the carrier was blocked");
-    ck_assert_int_eq(o.rv, (long)o.total);
-    ck_assert_uint_eq(o.got, o.total);
-    ck_assert(o.pattern_ok);
-    ck_assert_int_eq(o.fl_after, o.fl_before);
+    wpark_done(&o);
     ck_assert_int_eq(o.fl_before & O_NONBLOCK, 0);
-    ck_assert_int_eq(o.err, EDOM);
     ck_assert_uint_eq(after.calls - before.calls, 1);
     ck_assert_uint_eq(after.parked - before.parked, 1);
 }
@@ -448,48 +465,18 @@ static void body_sendfile_blocking(void *arg)
 
 START_TEST(test_sendfile_blocking_parks)
 {
-    vt_test_rt_t t;
     wpark_t o;
-    vt_fiber_t *a, *b;
-    vt_hook_rescue_t resc;
-    int small = 16384, rescued;
     off_t off = 0;
     long ans_rv_;
     answer_t h, r;
 
-    memset(&o, 0, sizeof(o));
-    o.rv = -2;
-    o.total = VT_N(2, 1) << 20;
-    o.data = malloc(o.total);
-    ck_assert_ptr_nonnull(o.data);
-    vt_test_pattern_fill(o.data, o.total, 0);
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-                                o.sv), 0);
-    setsockopt(o.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-    setsockopt(o.sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    vt_test_rt_start(&t, 1);
-    vt_hook_rescue_start(&resc, VT_HOOK_RESCUE_MS, vt_hook_rescue_shutdown,
-                         &o.sv[0]);
-    a = vt_hook_test_go(&t, 1, body_sendfile_blocking, &o, "sendfile");
-    b = vt_hook_test_go(&t, 1, body_drain, &o, "drain");
-    ck_assert_int_eq(vt_test_join(a), APR_SUCCESS);
-    ck_assert_int_eq(vt_test_join(b), APR_SUCCESS);
-    rescued = vt_hook_rescue_end(&resc);
-    vt_test_rt_stop(&t);
-    ck_assert_msg(!rescued && o.overlap, "the drain did not run while "
-                  "sendfile was in the hook: the carrier was blocked");
-    ck_assert_int_eq(o.rv, (long)o.total);
-    ck_assert_uint_eq(o.got, o.total);
-    ck_assert(o.pattern_ok);
-    ck_assert_int_eq(o.fl_after, o.fl_before);
-    ck_assert_int_eq(o.err, EDOM);
+    wpark_run(&o, (size_t)VT_N(2, 1) << 20, 0, body_sendfile_blocking,
+              "sendfile");
     /* A bad input fd: the real answer (off a fiber here). */
     h = ANSWER(vt_tgt.sendfile(o.sv[0], closed_fd(), &off, 10));
     r = ANSWER(sendfile(o.sv[0], closed_fd(), &off, 10));
     ck_assert(same(h, r));
-    free(o.data);
-    close(o.sv[0]);
-    close(o.sv[1]);
+    wpark_done(&o);
 }
 END_TEST
 
