@@ -418,7 +418,9 @@ Listen {host}:{tls}
         assert not crashed, crashed[:3]
         # mod_ssl's answer to plain HTTP on a TLS port.
         assert all(b"400" in p for p in plain), plain[:3]
-        assert wall < 3.0 * SCALE, wall
+        # 1.7-1.8 s on a quiet 2-core machine, 2.9 s beside a benchmark:
+        # a sanity bound (in turns on 2 carriers: 50 s and more).
+        assert wall < 6.0 * SCALE, wall
         why = vthread_busy(h.port, timeout=10)
         assert not why, why
         assert good(-2)[1].status == 200
