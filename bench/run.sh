@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # httpd benchmark: mod_vthread vs stock httpd vs nginx + lua, in one run on
-# this machine, with wrk on loopback. See docs/BENCHMARKS.md, section
-# "httpd: mod_vthread vs stock httpd vs nginx + lua".
+# this machine, with wrk on loopback; and a proxy endpoint: stock
+# mod_proxy_http on mod_vthread's fibers vs stock httpd (Debian's worker
+# settings, and 1000 workers) vs nginx proxy_pass, in front of one 100 ms
+# backend. See docs/BENCHMARKS.md, sections "httpd: mod_vthread vs stock
+# httpd vs nginx + lua" and "Proxy: stock mod_proxy_http on fibers".
 #
 #   bench/run.sh [--quick|--full] [--out DIR] [--publish|--no-publish]
 #                [-- extra options of bench/lib/bench.py]
 #
 #   --quick    (default) c = 100, 1000; 2 s per wrk run; 1000 parked
-#              requests; no "close" endpoint. Under 3 minutes once built.
-#              For developers.
+#              requests, 1000 parked proxied requests; no "close"
+#              endpoint. About 3.5 minutes once built (the proxy
+#              endpoint about 1 of them). For developers.
 #   --full     c = 100, 1000, 10000; 10 s per run; 1000 and 10,000 parked
-#              requests. About 12 minutes. For releases.
+#              requests, 1000 parked proxied requests. About 15 minutes.
+#              For releases.
 #   --out DIR  raw results (configs, logs, wrk output, tables, plots);
 #              default /tmp/vthread-bench/<date>-<time>-<mode>.
 #   --publish  copy the tables and plots to docs/bench/ (default in full
@@ -42,7 +47,7 @@ while [ $# -gt 0 ]; do
         --publish) publish=1 ;;
         --no-publish) publish=0 ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -146,7 +151,8 @@ fi
 if [ "$publish" = 1 ]; then
     step "publish to docs/bench/"
     mkdir -p "$top/docs/bench"
-    for f in results.md results.tsv park.tsv throughput_p99.png rss_parked.png; do
+    for f in results.md results.tsv park.tsv proxy_park.tsv throughput_p99.png \
+             rss_parked.png proxy.png; do
         [ -f "$out/$f" ] && cp "$out/$f" "$top/docs/bench/$f"
     done
     ls -l "$top/docs/bench"
