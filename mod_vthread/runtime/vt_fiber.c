@@ -1,6 +1,7 @@
 /* Fibers: the object and its context switch. See vt_fiber.h. */
 #include "vt_fiber.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,7 @@ static void fiber_entry(vt_transfer_t t)
     vt_fiber_sched_t *s = f->sched;
     vt_annotate_switch_finish(NULL, &s->stack, &s->stack_size);
     s->ctx = t.fctx;
+    f->errno_loc = &errno;
     f->result = f->fn(f->arg);
     while (f->defers) {
         vt_defer_t *d = f->defers;

@@ -84,6 +84,7 @@ struct vthread_t {
     _Atomic int cancel_queued;  /**< in the carrier's cancel inbox */
     int transparent;            /**< hooked libc calls park it (vt_hook.h) */
     void *libstate;             /**< its OpenSSL errors while switched out */
+    int *errno_loc;             /**< its carrier's errno (set at entry) */
     struct vthread_t *next;     /**< run queue / inbox link */
     struct vthread_t *cancel_next;
     struct vthread_t *live_prev; /**< carrier's list of its fibers */
@@ -167,8 +168,10 @@ static inline void vt_fiber_switch_out(vt_fiber_t *f)
 {
     vt_fiber_sched_t *s = f->sched;
     /* errno and OpenSSL's error queue are per thread: the fiber's own
-     * come back with it, whatever other fibers did meanwhile. */
-    int saved_errno = errno;
+     * come back with it, whatever other fibers did meanwhile. errno is
+     * reached through the address taken at entry (a fiber never changes
+     * thread): __errno_location() is a call. */
+    int saved_errno = *f->errno_loc;
     if (vt_libstate_on) {
         vt_libstate_save(&f->libstate);
     }
@@ -180,7 +183,7 @@ static inline void vt_fiber_switch_out(vt_fiber_t *f)
     if (f->libstate) {
         vt_libstate_restore(&f->libstate);
     }
-    errno = saved_errno;
+    *f->errno_loc = saved_errno;
 }
 
 /** Index of the carrier a fiber belongs to. */
