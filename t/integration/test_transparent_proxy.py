@@ -23,7 +23,8 @@ import pytest
 
 from backends import SlowHTTP
 from conftest import (HOST, SCALE, SYS_MODULES, failures, free_port, get,
-                      run_concurrently, running, vthread_busy)
+                      run_concurrently, running, server_status,
+                      vthread_busy)
 
 PROXY_MODS = """
 LoadModule proxy_module {mods}/mod_proxy.so
@@ -87,6 +88,54 @@ def test_200_proxied_1s_requests_on_4_workers(params):
                                                be.connections, be.requests))
         assert not bad, "%d of 200 failed: %s" % (len(bad), describe(bad))
         assert wall < 3.0 * SCALE, "200 x 1 s proxied took %.2fs" % wall
+        why = vthread_busy(h.port, timeout=10)
+        assert not why, why
+
+
+# ------------------------------------- a pool smaller than the fibers
+
+def test_explicit_small_pool_queues_fibers_without_pinning():
+    # ProxyPass max=4: 100 fibers share 4 backend connections. The 96
+    # others wait in mod_proxy's apr_reslist, in pthread_cond_wait: the
+    # hook parks them (a blocking wait there, with the 4 holders parked
+    # fibers of the same carriers, would never end). The explicit max= is
+    # honoured: 100 x 0.2 s through 4 connections take >= 5 s. Meanwhile
+    # the carriers serve other requests at once.
+    with SlowHTTP() as be, running(
+            name="tpool", transparent="On",
+            extra=proxy_conf(be.port, "max=4")) as h:
+        assert fetch(h, 0, delay=0)[1].status == 200
+        before = server_status(h.port)
+        side = []
+
+        def load():
+            return burst(h, 100, delay=0.2)
+
+        def beside():
+            for _ in range(5):
+                r = get(h.port, "/plain?ms=0", timeout=30)
+                side.append((r.status, r.elapsed))
+
+        (res, _), wall = run_concurrently(
+            lambda k: load() if k == 0 else beside(), [(0,), (1,)],
+            timeout=120)
+        results, burst_wall = res
+        bad = failures(results, own_body())
+        after = server_status(h.port)
+        print("max=4: 100 x 0.2 s in %.2fs, backend connections %d, "
+              "condition waits parked %d" % (
+                  burst_wall, be.connections,
+                  after["VThreadHookCondParked"]
+                  - before["VThreadHookCondParked"]))
+        assert not bad, "%d of 100 failed: %s" % (len(bad), describe(bad))
+        assert burst_wall >= 4.5, "max=4 not honoured: %.2fs" % burst_wall
+        assert burst_wall < 30 * SCALE, burst_wall
+        assert be.connections <= 4 + 1, be.connections  # + the warm-up
+        assert after["VThreadHookCondParked"] \
+            - before["VThreadHookCondParked"] >= 50, after
+        assert after["VThreadHookPinned"] == 0, after
+        assert len(side) == 5 and all(st == 200 and t < 2.0 * SCALE
+                                      for st, t in side), side
         why = vthread_busy(h.port, timeout=10)
         assert not why, why
 
