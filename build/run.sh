@@ -92,14 +92,14 @@ fi
 
 # Offloaded demo locations, and /inline/... twins that run on MPM workers.
 locations=
-for name in sleep fetch cpu poll fanout echo-id upload big; do
+for name in sleep fetch cpu poll fanout echo-id upload big plain; do
     locations+="
 <Location \"/$name\">
     SetHandler vthread-$name
     VThreadHandler On
 </Location>"
 done
-for name in sleep fetch cpu; do
+for name in sleep fetch cpu plain; do
     locations+="
 <Location \"/inline/$name\">
     SetHandler vthread-$name
@@ -183,10 +183,12 @@ Try:
   curl --data 'hello' '$u/poll?topic=news'      # ...until a publish
   curl '$u/fanout?a=/static/a.txt&b=/static/b.txt'   # two fetches, two fibers
   curl -H 'X-Request-Id: 42' '$u/echo-id?ms=100'
+  curl '$u/plain?ms=500'                        # plain apr_sleep(): yields too
   curl '$u/server-status?auto'
 With $threads workers, 200 concurrent 200 ms requests (wrk or ab):
   wrk -c 200 -t 2 -d 5s '$u/sleep?ms=200'          # offloaded: ~1000 req/s
   wrk -c 200 -t 2 -d 5s '$u/inline/sleep?ms=200'   # inline: ~$((threads * 5)) req/s
+  wrk -c 200 -t 2 -d 5s '$u/plain?ms=200'          # no mod_vthread API: ~1000 req/s
 Logs: tail -f $tmp/logs/error.log $tmp/logs/access.log
 
 EOF
