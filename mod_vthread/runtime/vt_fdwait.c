@@ -42,8 +42,11 @@ static apr_status_t fdwait_add(vt_reactor_t *r, fdwait_entry_t *e,
     e->w = w;
     e->io.fd = p->fd;
     e->io.events = 0;
-    if (p->events & (POLLIN | POLLPRI | POLLRDNORM)) {
+    if (p->events & (POLLIN | POLLRDNORM)) {
         e->io.events |= APR_POLLIN;
+    }
+    if (p->events & POLLPRI) {
+        e->io.events |= APR_POLLPRI;
     }
     if (p->events & (POLLOUT | POLLWRNORM)) {
         e->io.events |= APR_POLLOUT;

@@ -1,6 +1,7 @@
 /* GOT slot rewriting for transparent mode: see vt_got.h. */
 #include "vt_got.h"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <link.h>
@@ -63,9 +64,69 @@ typedef struct got_walk_t {
     size_t n;
     vt_got_filter_fn filter;
     void *baton;
+    int collect;            /* only note the versions met (first pass) */
     size_t patched;
     int error;
 } got_walk_t;
+
+/* Which symbol versions are libc's default, decided between the two
+ * passes of a walk: dlsym/dlvsym take the loader's lock, which must not
+ * be taken inside dl_iterate_phdr's callback (a dlopen in another thread
+ * takes them in the other order). got_lock guards it. */
+#define GOT_VERSIONS 32
+typedef struct got_version_t {
+    char name[32];
+    char version[32];
+    int is_default;         /* -1: not decided yet */
+} got_version_t;
+
+static got_version_t got_versions[GOT_VERSIONS];
+static size_t got_nversions;
+
+static got_version_t *got_version_find(const char *name, const char *v)
+{
+    for (size_t i = 0; i < got_nversions; i++) {
+        if (strcmp(got_versions[i].name, name) == 0
+            && strcmp(got_versions[i].version, v) == 0) {
+            return &got_versions[i];
+        }
+    }
+    return NULL;
+}
+
+static void got_version_note(const char *name, const char *v)
+{
+    got_version_t *gv;
+
+    if (got_version_find(name, v) || got_nversions == GOT_VERSIONS
+        || strlen(name) >= sizeof(gv->name)
+        || strlen(v) >= sizeof(gv->version)) {
+        return;     /* known, or not kept: such slots are left alone */
+    }
+    gv = &got_versions[got_nversions++];
+    strcpy(gv->name, name);
+    strcpy(gv->version, v);
+    gv->is_default = -1;
+}
+
+/* Decide the versions noted (outside any loader lock). A version libc
+ * does not define (the symbol is someone else's) counts as default. */
+static void got_versions_decide(void)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+
+    for (size_t i = 0; i < got_nversions; i++) {
+        got_version_t *gv = &got_versions[i];
+        if (gv->is_default < 0) {
+            void *have = libc ? dlvsym(libc, gv->name, gv->version) : NULL;
+            void *want = libc ? dlsym(libc, gv->name) : NULL;
+            gv->is_default = !have || have == want;
+        }
+    }
+    if (libc) {
+        dlclose(libc);
+    }
+}
 
 /* The loader relocates the d_ptr entries of most objects in place, but not
  * all (the vDSO's dynamic section is read-only): take an address below the
@@ -143,7 +204,7 @@ static const char *got_version_of(const got_object_t *o, size_t sym)
     return NULL;
 }
 
-static const vt_got_hook_t *got_match(const got_walk_t *wk,
+static const vt_got_hook_t *got_match(got_walk_t *wk,
                                       const got_object_t *o, size_t sym)
 {
     const char *name = o->strtab + o->symtab[sym].st_name;
@@ -151,11 +212,20 @@ static const vt_got_hook_t *got_match(const got_walk_t *wk,
         const vt_got_hook_t *h = &wk->hooks[i];
         if (strcmp(name, h->name) == 0) {
             const char *v;
-            if (!h->version) {
+            got_version_t *gv;
+            if (!h->default_only) {
                 return h;
             }
             v = got_version_of(o, sym);
-            return (!v || strcmp(v, h->version) == 0) ? h : NULL;
+            if (!v) {
+                return h;
+            }
+            if (wk->collect) {
+                got_version_note(name, v);
+                return NULL;
+            }
+            gv = got_version_find(name, v);
+            return gv && gv->is_default == 1 ? h : NULL;
         }
     }
     return NULL;
@@ -199,7 +269,7 @@ static int got_patch_table(got_walk_t *wk, got_object_t *o,
             continue;
         }
         h = got_match(wk, o, sym);
-        if (!h) {
+        if (!h || wk->collect) {
             continue;
         }
         slot = (void **)(o->base + rel[i].r_offset);
@@ -244,7 +314,10 @@ static int got_visit(struct dl_phdr_info *info, size_t size, void *data)
         }
         else if (ph->p_type == PT_GNU_RELRO) {
             o.relro_lo = (o.base + ph->p_vaddr) & ~(uintptr_t)(page - 1);
-            o.relro_hi = (o.base + ph->p_vaddr + ph->p_memsz + page - 1)
+            /* Down, as the loader rounds it: the page the end falls in
+             * stays writable (it holds .data or .got.plt), and making it
+             * read-only after the write would crash the next store. */
+            o.relro_hi = (o.base + ph->p_vaddr + ph->p_memsz)
                          & ~(uintptr_t)(page - 1);
         }
     }
@@ -273,10 +346,13 @@ apr_status_t vt_got_patch(const vt_got_hook_t *hooks, apr_size_t n,
                           vt_got_filter_fn filter, void *baton,
                           apr_size_t *patched)
 {
-    got_walk_t wk = { hooks, n, filter, baton, 0, 0 };
+    got_walk_t wk = { hooks, n, filter, baton, 1, 0, 0 };
 
     pthread_mutex_lock(&got_lock);
-    dl_iterate_phdr(got_visit, &wk);
+    dl_iterate_phdr(got_visit, &wk);    /* note the versions met */
+    got_versions_decide();
+    wk.collect = 0;
+    dl_iterate_phdr(got_visit, &wk);    /* patch */
     pthread_mutex_unlock(&got_lock);
     if (patched) {
         *patched = wk.patched;

@@ -17,9 +17,10 @@
  *   the hook. The hooks take their real functions from dlsym (vt_hook.c).
  * - A walk again (after a dlopen) only writes slots that do not hold their
  *   hook yet, so it may be repeated at any time.
- * - Only symbols whose required version matches (or that have none) are
- *   patched: pthread_cond_wait@GLIBC_2.2.5 is a different function from
- *   the default one.
+ * - A hook marked default_only replaces only slots bound to libc's
+ *   default version of its symbol: pthread_cond_wait@GLIBC_2.2.5 (an old
+ *   binary's) is a different function from the default one, which is
+ *   @GLIBC_2.3.2 on x86-64 and @GLIBC_2.17 on aarch64.
  */
 #ifndef VT_GOT_H
 #define VT_GOT_H
@@ -30,7 +31,8 @@
 /** One function to redirect. */
 typedef struct vt_got_hook_t {
     const char *name;     /**< the imported symbol, e.g. "poll" */
-    const char *version;  /**< required version name, or NULL for any */
+    int default_only;     /**< only slots bound to libc's default version
+                               (the one dlsym gives) */
     void *hook;           /**< what its slots will point at */
 } vt_got_hook_t;
 

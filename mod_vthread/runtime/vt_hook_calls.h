@@ -50,6 +50,8 @@ int vt_hook_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
                            const struct timespec *abstime);
 int vt_hook_cond_signal(pthread_cond_t *c);
 int vt_hook_cond_broadcast(pthread_cond_t *c);
+/** In a forked child: forget the parent's parked fibers (atfork). */
+void vt_hook_lock_atfork_child(void);
 
 /* vt_hook_dns.c */
 int vt_hook_getaddrinfo(const char *node, const char *service,

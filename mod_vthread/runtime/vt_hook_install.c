@@ -15,31 +15,32 @@
 static void *vt_hook_dlopen(const char *file, int mode);
 
 static const vt_got_hook_t hook_table[] = {
-    { "poll", NULL, (void *)vt_hook_poll },
-    { "select", NULL, (void *)vt_hook_select },
-    { "epoll_wait", NULL, (void *)vt_hook_epoll_wait },
-    { "connect", NULL, (void *)vt_hook_connect },
-    { "accept", NULL, (void *)vt_hook_accept },
-    { "accept4", NULL, (void *)vt_hook_accept4 },
-    { "read", NULL, (void *)vt_hook_read },
-    { "write", NULL, (void *)vt_hook_write },
-    { "writev", NULL, (void *)vt_hook_writev },
-    { "sendfile", NULL, (void *)vt_hook_sendfile },
-    { "sendfile64", NULL, (void *)vt_hook_sendfile },
-    { "nanosleep", NULL, (void *)vt_hook_nanosleep },
-    { "usleep", NULL, (void *)vt_hook_usleep },
-    { "clock_nanosleep", NULL, (void *)vt_hook_clock_nanosleep },
-    { "pthread_mutex_lock", NULL, (void *)vt_hook_mutex_lock },
-    { "pthread_mutex_unlock", NULL, (void *)vt_hook_mutex_unlock },
-    /* The old condition variables (GLIBC_2.2.5) are other functions. */
-    { "pthread_cond_wait", "GLIBC_2.3.2", (void *)vt_hook_cond_wait },
-    { "pthread_cond_timedwait", "GLIBC_2.3.2",
+    { "poll", 0, (void *)vt_hook_poll },
+    { "select", 0, (void *)vt_hook_select },
+    { "epoll_wait", 0, (void *)vt_hook_epoll_wait },
+    { "connect", 0, (void *)vt_hook_connect },
+    { "accept", 0, (void *)vt_hook_accept },
+    { "accept4", 0, (void *)vt_hook_accept4 },
+    { "read", 0, (void *)vt_hook_read },
+    { "write", 0, (void *)vt_hook_write },
+    { "writev", 0, (void *)vt_hook_writev },
+    { "sendfile", 0, (void *)vt_hook_sendfile },
+    { "sendfile64", 0, (void *)vt_hook_sendfile },
+    { "nanosleep", 0, (void *)vt_hook_nanosleep },
+    { "usleep", 0, (void *)vt_hook_usleep },
+    { "clock_nanosleep", 0, (void *)vt_hook_clock_nanosleep },
+    { "pthread_mutex_lock", 0, (void *)vt_hook_mutex_lock },
+    { "pthread_mutex_unlock", 0, (void *)vt_hook_mutex_unlock },
+    /* Default versions only: the old condition variables
+     * (pthread_cond_wait@GLIBC_2.2.5) are other functions. */
+    { "pthread_cond_wait", 1, (void *)vt_hook_cond_wait },
+    { "pthread_cond_timedwait", 1,
       (void *)vt_hook_cond_timedwait },
-    { "pthread_cond_signal", "GLIBC_2.3.2", (void *)vt_hook_cond_signal },
-    { "pthread_cond_broadcast", "GLIBC_2.3.2",
+    { "pthread_cond_signal", 1, (void *)vt_hook_cond_signal },
+    { "pthread_cond_broadcast", 1,
       (void *)vt_hook_cond_broadcast },
-    { "getaddrinfo", NULL, (void *)vt_hook_getaddrinfo },
-    { "dlopen", NULL, (void *)vt_hook_dlopen },
+    { "getaddrinfo", 0, (void *)vt_hook_getaddrinfo },
+    { "dlopen", 0, (void *)vt_hook_dlopen },
 };
 
 static void *(*hook_real_dlopen)(const char *, int);
@@ -109,6 +110,7 @@ static int hook_filter_both(const char *path, apr_uintptr_t base,
 static void hook_atfork_child(void)
 {
     vt_hook_fiber_set(0);
+    vt_hook_lock_atfork_child();
 }
 
 static void hook_fork_init(void)

@@ -61,7 +61,13 @@ static apr_status_t hook_io_park(vt_fiber_t *f, vt_hook_call_e call, int fd,
     }
     rv = vt_fdwait_park(f, &p, 1, left, VT_WAIT_UNCANCELLABLE);
     if (rv != APR_SUCCESS && rv != APR_TIMEUP) {
+        /* Wait on the carrier, as the real call would have: the retry
+         * after this does not block, and must not spin. */
         vt_hook_pinned(f, call, site, "the carrier's reactor refused the fd");
+        left = vt_clock_deadline_left(d);
+        vt_hook_real.poll(&p, 1, left < 0 ? -1
+                          : left / 1000 > INT_MAX ? INT_MAX
+                          : (int)((left + 999) / 1000));
         return APR_SUCCESS;
     }
     return rv;
@@ -166,7 +172,9 @@ static ssize_t hook_send(vt_fiber_t *f, vt_hook_call_e call, int fd,
     int parked = 0;
 
     for (;;) {
-        ssize_t n = sendmsg(fd, msg, MSG_DONTWAIT);
+        /* Once part is sent, a broken pipe is the next call's news (as
+         * a real blocking write returns the partial count): no SIGPIPE. */
+        ssize_t n = sendmsg(fd, msg, MSG_DONTWAIT | (done ? MSG_NOSIGNAL : 0));
         if (n < 0 && errno == ENOTSOCK) {
             return -2;   /* the caller's real call decides */
         }

@@ -220,6 +220,10 @@ static apr_interval_time_t hook_cond_left(const pthread_cond_t *c,
     (void)c;
 #endif
     clock_gettime(clock, &now);
+    /* A deadline decades away is as good as none (and would overflow). */
+    if (abstime->tv_sec - now.tv_sec > 1000000000L) {
+        return APR_INT64_C(1000000000) * APR_USEC_PER_SEC;
+    }
     return (apr_interval_time_t)(abstime->tv_sec - now.tv_sec)
            * APR_USEC_PER_SEC + (abstime->tv_nsec - now.tv_nsec) / 1000;
 }
@@ -294,4 +298,12 @@ int vt_hook_cond_broadcast(pthread_cond_t *c)
 
     hook_lot_wake(c, 1);
     return rv;
+}
+
+void vt_hook_lock_atfork_child(void)
+{
+    /* The child has none of the parent's fibers: its unlocks and signals
+     * must not look for them, nor take a bucket lock that another parent
+     * thread may have held at the fork. */
+    atomic_store(&hook_lot_waiting, 0);
 }

@@ -26,9 +26,15 @@ static int hook_timespec_valid(const struct timespec *t)
     return t->tv_sec >= 0 && t->tv_nsec >= 0 && t->tv_nsec < 1000000000L;
 }
 
+/* Longer than any wait a server makes (about 31 years): past it the
+ * conversion to microseconds would overflow. */
+#define HOOK_SLEEP_MAX_SEC 1000000000L
+
 static apr_interval_time_t hook_timespec_usec(const struct timespec *t)
 {
-    return (apr_interval_time_t)t->tv_sec * APR_USEC_PER_SEC
+    time_t sec = t->tv_sec > HOOK_SLEEP_MAX_SEC ? HOOK_SLEEP_MAX_SEC
+                                                : t->tv_sec;
+    return (apr_interval_time_t)sec * APR_USEC_PER_SEC
            + (t->tv_nsec + 999) / 1000;
 }
 
@@ -67,11 +73,20 @@ int vt_hook_clock_nanosleep(clockid_t clock, int flags,
             && clock != CLOCK_BOOTTIME)) {
         return vt_hook_real.clock_nanosleep(clock, flags, req, rem);
     }
-    usec = hook_timespec_usec(req);
     if (flags & TIMER_ABSTIME) {
+        /* What is left, before any conversion (the clamp is on that). */
+        struct timespec left;
         clock_gettime(clock, &now);
-        usec -= (apr_interval_time_t)now.tv_sec * APR_USEC_PER_SEC
-                + now.tv_nsec / 1000;
+        left.tv_sec = req->tv_sec - now.tv_sec;
+        left.tv_nsec = req->tv_nsec - now.tv_nsec;
+        if (left.tv_nsec < 0) {
+            left.tv_nsec += 1000000000L;
+            left.tv_sec--;
+        }
+        usec = left.tv_sec < 0 ? 0 : hook_timespec_usec(&left);
+    }
+    else {
+        usec = hook_timespec_usec(req);
     }
     hook_sleep_park(f, usec);
     return 0;

@@ -34,12 +34,13 @@ static struct {
 #define VT_ERR_LIB_MASK 0xFF
 #define VT_ERR_REASON_MASK 0x7FFFFF
 
-/* One queued error, as OpenSSL reports it; file and func are static
- * strings of OpenSSL's, data is copied. */
+/* One queued error, as OpenSSL reports it, with its strings copied:
+ * ERR_set_debug() copies file and func into the queue, which frees them
+ * when it is cleared (by another fiber's ERR_clear_error(), say). */
 typedef struct libstate_err_t {
     unsigned long code;
-    const char *file;
-    const char *func;
+    char *file;             /* copies: OpenSSL 3 owns its own, and frees */
+    char *func;             /* them when the queue is cleared */
     char *data;
     int line;
 } libstate_err_t;
@@ -73,9 +74,16 @@ int vt_libstate_enable(void)
 static void libstate_drop(libstate_t *ls)
 {
     for (int i = 0; i < ls->n; i++) {
+        free(ls->err[i].file);
+        free(ls->err[i].func);
         free(ls->err[i].data);
     }
     ls->n = 0;
+}
+
+static char *libstate_copy(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
 }
 
 void vt_libstate_save(void **slot)
@@ -103,10 +111,10 @@ void vt_libstate_save(void **slot)
         }
         e = &ls->err[ls->n++];
         e->code = code;
-        e->file = file;
+        e->file = libstate_copy(file);
         e->line = line;
-        e->func = func;
-        e->data = (flags & VT_ERR_TXT_STRING) && data ? strdup(data) : NULL;
+        e->func = libstate_copy(func);
+        e->data = (flags & VT_ERR_TXT_STRING) ? libstate_copy(data) : NULL;
     }
 }
 

@@ -42,9 +42,16 @@ void vt_reactor_destroy(vt_reactor_t *r)
 
 apr_status_t vt_reactor_add(vt_reactor_t *r, vt_io_wait_t *w)
 {
-    struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = w };
+    struct epoll_event ev = { .events = 0, .data.ptr = w };
+    /* Only what was asked (errors and hang-ups always come): a peer's
+     * half-close (RDHUP) reported to a wait for POLLOUT, or normal data to
+     * a wait for POLLPRI, would wake it over and over, level-triggered,
+     * with nothing it waits for ready. */
     if (w->events & APR_POLLIN) {
-        ev.events |= EPOLLIN;
+        ev.events |= EPOLLIN | EPOLLRDHUP;
+    }
+    if (w->events & APR_POLLPRI) {
+        ev.events |= EPOLLPRI;
     }
     if (w->events & APR_POLLOUT) {
         ev.events |= EPOLLOUT;
@@ -72,6 +79,9 @@ static apr_int16_t revents_from_epoll(uint32_t e)
     }
     if (e & EPOLLOUT) {
         rv |= APR_POLLOUT;
+    }
+    if (e & EPOLLPRI) {
+        rv |= APR_POLLPRI;
     }
     if (e & EPOLLERR) {
         rv |= APR_POLLERR;

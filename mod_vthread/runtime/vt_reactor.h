@@ -23,7 +23,7 @@
 /** One registered fd. */
 typedef struct vt_io_wait_t {
     int fd;
-    apr_int16_t events;   /**< APR_POLLIN / APR_POLLOUT asked for */
+    apr_int16_t events;   /**< APR_POLLIN / APR_POLLPRI / APR_POLLOUT asked */
     apr_int16_t revents;  /**< what was reported */
     void (*ready)(struct vt_io_wait_t *w); /**< called on readiness */
 } vt_io_wait_t;

@@ -10,6 +10,8 @@
  * end it then simply runs too late. */
 #include "vt_hook_test.h"
 
+#include <fcntl.h>
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -454,6 +456,82 @@ START_TEST(test_select_sleeps_share_carrier)
 }
 END_TEST
 
+/* ---- waits that must not wake for what they did not ask ------------- */
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+typedef struct {
+    int fd;
+    short events;
+    int ms;
+    int rv;
+    double cpu;
+} quiet_poll_t;
+
+static void body_quiet_poll(void *arg)
+{
+    quiet_poll_t *a = arg;
+    struct pollfd p = { .fd = a->fd, .events = a->events };
+    double c0 = cpu_now();
+    a->rv = vt_tgt.poll(&p, 1, a->ms);
+    a->cpu = cpu_now() - c0;
+}
+
+/* Wait @a ms on a fiber for @a events that never come, while the fd
+ * reports something else: the answer is poll's (0), and the process
+ * stays idle meanwhile (the reactor registered only what was asked; a
+ * level-triggered report of the rest woke the fiber over and over). */
+static void check_quiet(int fd, short events)
+{
+    vt_test_rt_t t;
+    quiet_poll_t ref = { fd, events, 300, -2, 0 }, hk = ref;
+
+    body_quiet_poll(&ref);
+    vt_test_rt_start(&t, 1);
+    vt_hook_test_run(&t, 1, body_quiet_poll, &hk);
+    vt_test_rt_stop(&t);
+    ck_assert_int_eq(ref.rv, 0);
+    ck_assert_int_eq(hk.rv, 0);
+    ck_assert_msg(hk.cpu < VT_N(0.1, 0.25), "a 300 ms wait burnt %.3f s of "
+                  "CPU", hk.cpu);
+}
+
+START_TEST(test_pollout_on_a_half_closed_full_socket_stays_quiet)
+{
+    char buf[4096];
+    int sv[2];
+
+    memset(buf, 'x', sizeof(buf));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                     0);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    while (send(sv[0], buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
+    ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0);  /* RDHUP on sv[0] */
+    check_quiet(sv[0], POLLOUT);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_pollpri_with_normal_data_stays_quiet)
+{
+    int sv[2];
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+                     0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);      /* POLLIN, not PRI */
+    check_quiet(sv[0], POLLPRI);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vt_hook_poll");
@@ -467,5 +545,7 @@ int main(void)
     vt_hook_test_add(s, test_select_parks);
     vt_hook_test_add(s, test_epoll_parks);
     vt_hook_test_add(s, test_select_sleeps_share_carrier);
+    vt_hook_test_add(s, test_pollout_on_a_half_closed_full_socket_stays_quiet);
+    vt_hook_test_add(s, test_pollpri_with_normal_data_stays_quiet);
     return vt_test_main(s);
 }

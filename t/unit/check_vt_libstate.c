@@ -15,6 +15,7 @@ typedef unsigned long (*get_all_fn)(const char **, int *, const char **,
 typedef void (*new_fn)(void);
 typedef void (*set_debug_fn)(const char *, int, const char *);
 typedef void (*set_error_fn)(int, int, const char *, ...);
+typedef void (*clear_fn)(void);
 
 static struct {
     peek_fn peek;
@@ -22,6 +23,7 @@ static struct {
     new_fn new_error;
     set_debug_fn set_debug;
     set_error_fn set_error;
+    clear_fn clear;
 } ssl;
 
 #define LIB_SSL 20      /* ERR_LIB_SSL */
@@ -36,8 +38,9 @@ static void load_openssl(void)
     ssl.new_error = (new_fn)dlsym(h, "ERR_new");
     ssl.set_debug = (set_debug_fn)dlsym(h, "ERR_set_debug");
     ssl.set_error = (set_error_fn)dlsym(h, "ERR_set_error");
+    ssl.clear = (clear_fn)dlsym(h, "ERR_clear_error");
     ck_assert(ssl.peek && ssl.get_all && ssl.new_error && ssl.set_debug
-              && ssl.set_error);
+              && ssl.set_error && ssl.clear);
     ck_assert_int_eq(vt_libstate_enable(), 1);
 }
 
@@ -59,6 +62,10 @@ static apr_status_t fn_owner(void *arg)
     unsigned long code;
 
     o->queue_empty_at_start = ssl.peek() == 0;
+    /* As mod_ssl does before SSL_read: it frees what the thread's queue
+     * held, strings included, while the other fiber's errors are kept
+     * aside (a kept pointer into them would dangle: ASan says so). */
+    ssl.clear();
     ssl.new_error();
     ssl.set_debug(o->tag, o->reason, "fn_owner");
     ssl.set_error(o->lib, o->reason, "%s", o->tag);
