@@ -34,6 +34,7 @@
 #include "vtm_recycle.h"
 #include "vtm_scoreboard.h"
 #include "vtm_state.h"
+#include "vtm_transparent.h"
 #include "vt_log.h"
 
 APLOG_USE_MODULE(vthread);
@@ -175,13 +176,15 @@ static apr_status_t vtm_child_exit(void *data)
 }
 
 /* The reaper's idle task, twice a second: give back the closed
- * connections' memory vtm_recycle.c kept too long, and wake event's
- * listener if it stopped accepting after the last worker or connection
- * mod_vthread freed (vtm_listener.c). */
+ * connections' memory vtm_recycle.c kept too long, wake event's listener
+ * if it stopped accepting after the last worker or connection mod_vthread
+ * freed (vtm_listener.c), and once, soon after start, check transparent
+ * mode's slots (vtm_transparent.c). */
 static void vtm_child_idle(void)
 {
     vtm_recycle_trim();
     vtm_listener_nudge();
+    vtm_transparent_settle();
 }
 
 /* The runtime's reports, each with its own message number. Called from

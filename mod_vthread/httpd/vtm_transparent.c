@@ -99,6 +99,31 @@ static void vtm_transparent_proxy_done(apr_pool_t *pchild, server_rec *s)
     vtm_transparent_proxy_threads = 0;
 }
 
+/* Idle ticks of the reaper seen so far (its thread only). */
+static int vtm_transparent_ticks;
+
+void vtm_transparent_settle(void)
+{
+    apr_size_t patched = 0;
+
+    if (vtm_transparent_ticks > 2 || !vtm_state_transparent()) {
+        return;
+    }
+    /* Threads other modules started before our child_init (mod_http2's
+     * workers) may have bound a lazy slot of libapr while it was being
+     * patched, writing libc's address over the hook: a second walk puts
+     * the hook back (it writes only slots that lost it). */
+    if (++vtm_transparent_ticks == 2
+        && vt_hook_install(NULL, NULL, &patched) == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, patched ? APLOG_INFO : APLOG_DEBUG, 0,
+                     vtm_transparent_server, APLOGNO(10863)
+                     "transparent mode: %" APR_SIZE_T_FMT " call slots had "
+                     "lost their hook since start-up (bound by the loader "
+                     "meanwhile)%s", patched,
+                     patched ? ": redirected again" : "");
+    }
+}
+
 static int vtm_transparent_mpm_query(int query, int *result,
                                      apr_status_t *rv)
 {

@@ -19,6 +19,13 @@
 void vtm_transparent_register_hooks(void);
 
 /**
+ * The reaper's idle task (twice a second): about a second after start,
+ * walk the loaded objects once more, so that a slot a thread of another
+ * module resolved lazily while it was being patched gets its hook back.
+ */
+void vtm_transparent_settle(void);
+
+/**
  * Add transparent mode's counters to a server-status page: ?auto keys
  * (VThreadTransparent, VThreadHook*, VThreadBlocking*) when @a short_form,
  * else an HTML table.
