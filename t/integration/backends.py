@@ -12,7 +12,6 @@ each on a free port, in threads of the test process, stopped by the test.
   binary frame; ws_frame / ws_read_frame are the frame codec for clients.
 """
 import socket
-import socketserver
 import threading
 import time
 import urllib.parse
@@ -157,11 +156,10 @@ def _fcgi_pairs(data):
     return out
 
 
-class FastCGIResponder:
-    """A threaded FastCGI responder on TCP (one thread per connection, one
-    request at a time on each, FCGI_KEEP_CONN honoured). For each request
-    it waits delay seconds (QUERY_STRING delay=S) and answers
-    "fcgi id=X script=SCRIPT_NAME\\n". Counts requests and connections."""
+class _ThreadedTCP:
+    """A listening TCP socket on 127.0.0.1 (a free port) whose accepted
+    connections each get a thread running self._serve(conn); counts the
+    connections. A context manager: leaving it closes the listener."""
 
     def __init__(self, backlog=1024):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -170,7 +168,6 @@ class FastCGIResponder:
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
-        self.requests = 0
         self.connections = 0
         self.errors = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -193,6 +190,20 @@ class FastCGIResponder:
                 self.connections += 1
             threading.Thread(target=self._serve, args=(c,),
                              daemon=True).start()
+
+    def _serve(self, c):
+        raise NotImplementedError
+
+
+class FastCGIResponder(_ThreadedTCP):
+    """A threaded FastCGI responder on TCP (one thread per connection, one
+    request at a time on each, FCGI_KEEP_CONN honoured). For each request
+    it waits delay seconds (QUERY_STRING delay=S) and answers
+    "fcgi id=X script=SCRIPT_NAME\\n". Counts requests and connections."""
+
+    def __init__(self, backlog=1024):
+        super().__init__(backlog)
+        self.requests = 0
 
     @staticmethod
     def _recv_exact(c, n):
@@ -310,45 +321,21 @@ def ws_read_frame(recv_exact):
     return b0 & 0x0f, payload
 
 
-class WebSocketEcho:
+class WebSocketEcho(_ThreadedTCP):
     """A threaded WebSocket echo server: answers the upgrade handshake
     (Sec-WebSocket-Accept), then echoes each text/binary frame as
     "echo:" + payload, answers pings, and closes on a close frame.
     Counts upgrades and echoes; open_count() is the sockets still open."""
 
     def __init__(self, backlog=1024):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.sock.listen(backlog)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
+        super().__init__(backlog)
         self.upgrades = 0
         self.echoes = 0
         self.open = 0
-        self.errors = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.sock.close()
-        self._thread.join(5)
 
     def open_count(self):
         with self.lock:
             return self.open
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,),
-                             daemon=True).start()
 
     def _serve(self, c):
         c.settimeout(120)

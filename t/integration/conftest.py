@@ -465,6 +465,26 @@ def httpd_factory():
 
 
 @pytest.fixture(scope="module")
+def cert():
+    """A self-signed certificate for 127.0.0.1: (cert path, key path),
+    readable by the children (www-data); one per test module."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    d = tempfile.mkdtemp(prefix="vt-tls-cert-")
+    os.chmod(d, 0o755)
+    crt, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", crt],
+                   check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    os.chmod(key, 0o644)
+    yield crt, key
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
 def httpd():
     """The default server: event MPM, 1 child x 4 workers, 2 carriers, the
     demo handlers offloaded. Shared by the tests of one module."""

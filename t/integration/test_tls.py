@@ -18,10 +18,7 @@ second port:
 """
 
 import os
-import shutil
 import ssl
-import subprocess
-import tempfile
 import time
 import zlib
 
@@ -33,24 +30,6 @@ from conftest import (HOST, SCALE, SYS_MODULES, Conn, Prober, big_body,
 
 
 P99_LIMIT = 0.3
-
-
-@pytest.fixture(scope="module")
-def cert():
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
-    d = tempfile.mkdtemp(prefix="vt-tls-cert-")
-    os.chmod(d, 0o755)
-    crt, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", key, "-out", crt],
-                   check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=60)
-    os.chmod(key, 0o644)
-    yield crt, key
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

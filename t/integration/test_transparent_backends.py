@@ -18,18 +18,15 @@ with its own body, in about the time of one request rather than of N / 4.
 """
 
 import os
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 
 import pytest
 
 from backends import (FastCGIResponder, SlowHTTP, SlowHTTPS, WebSocketEcho,
                       ws_accept_key, ws_frame, ws_read_frame)
 from conftest import (HOST, SCALE, SYS_MODULES, Conn, failures, free_port,
-                      get, run_concurrently, running, vthread_busy)
+                      run_concurrently, running, vthread_busy)
 
 
 def mods(*names):
@@ -258,24 +255,6 @@ def test_websockets_held_open_while_200_proxied_requests_run():
 
 
 # ---------------------------------------------------------------- TLS
-
-@pytest.fixture(scope="module")
-def cert():
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed")
-    d = tempfile.mkdtemp(prefix="vt-tls-cert-")
-    os.chmod(d, 0o755)
-    crt, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", key, "-out", crt],
-                   check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=60)
-    os.chmod(key, 0o644)
-    yield crt, key
-    shutil.rmtree(d, ignore_errors=True)
-
 
 SSL_MODS = mods("socache_shmcb", "ssl")
 
