@@ -126,10 +126,7 @@ static void body_read_answers(void *arg)
 
 START_TEST(test_read_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_read_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_read_answers, NULL);
 }
 END_TEST
 
@@ -203,10 +200,7 @@ static void body_write_answers(void *arg)
 
 START_TEST(test_write_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_write_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_write_answers, NULL);
 }
 END_TEST
 
@@ -558,15 +552,12 @@ static void body_connect_answers(void *arg)
 
 START_TEST(test_connect_answers)
 {
-    vt_test_rt_t t;
     addrs_t a;
     int l = tcp_listener(&a.open_sa), l2 = tcp_listener(&a.closed_sa);
     vt_hook_call_stats_t before = vt_hook_test_stats(VT_HOOK_CONNECT), after;
 
     close(l2);      /* its port: nothing listens there now */
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_connect_answers, &a);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_connect_answers, &a);
     after = vt_hook_test_stats(VT_HOOK_CONNECT);
     close(l);
     ck_assert_uint_ge(after.calls - before.calls, 4);
@@ -721,10 +712,7 @@ static void body_accept_answers(void *arg)
 
 START_TEST(test_accept_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_accept_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_accept_answers, NULL);
 }
 END_TEST
 

@@ -58,10 +58,7 @@ static void body_lock_answers(void *arg)
 
 START_TEST(test_lock_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_lock_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_lock_answers, NULL);
 }
 END_TEST
 

@@ -75,11 +75,8 @@ static void body_poll_answers(void *arg)
 
 START_TEST(test_poll_answers)
 {
-    vt_test_rt_t t;
     vt_hook_call_stats_t before = vt_hook_test_stats(VT_HOOK_POLL), after;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_poll_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_poll_answers, NULL);
     /* Only the run with the switch on counts: 3 calls, none parked. */
     after = vt_hook_test_stats(VT_HOOK_POLL);
     ck_assert_uint_eq(after.calls - before.calls, 3);
@@ -142,10 +139,7 @@ static void body_select_answers(void *arg)
 
 START_TEST(test_select_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_select_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_select_answers, NULL);
 }
 END_TEST
 
@@ -185,10 +179,7 @@ static void body_epoll_answers(void *arg)
 
 START_TEST(test_epoll_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_epoll_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_epoll_answers, NULL);
 }
 END_TEST
 

@@ -56,10 +56,7 @@ static void body_sleep_answers(void *arg)
 
 START_TEST(test_sleep_answers)
 {
-    vt_test_rt_t t;
-    vt_test_rt_start(&t, 1);
-    vt_hook_test_three_ways(&t, body_sleep_answers, NULL);
-    vt_test_rt_stop(&t);
+    vt_hook_test_three_ways(body_sleep_answers, NULL);
 }
 END_TEST
 

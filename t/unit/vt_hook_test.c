@@ -133,15 +133,19 @@ vt_hook_mode_e vt_hook_test_mode(void)
     return atomic_load(&hook_mode);
 }
 
-void vt_hook_test_three_ways(vt_test_rt_t *t, void (*fn)(void *), void *arg)
+void vt_hook_test_three_ways(void (*fn)(void *), void *arg)
 {
+    vt_test_rt_t t;
+
+    vt_test_rt_start(&t, 1);
     atomic_store(&hook_mode, VT_HOOK_OFF_FIBER);
     fn(arg);
     atomic_store(&hook_mode, VT_HOOK_SWITCH_OFF);
-    vt_hook_test_run(t, 0, fn, arg);
+    vt_hook_test_run(&t, 0, fn, arg);
     atomic_store(&hook_mode, VT_HOOK_SWITCH_ON);
-    vt_hook_test_run(t, 1, fn, arg);
+    vt_hook_test_run(&t, 1, fn, arg);
     atomic_store(&hook_mode, VT_HOOK_OFF_FIBER);
+    vt_test_rt_stop(&t);
 }
 
 /* ------------------------------------------------------------------ */

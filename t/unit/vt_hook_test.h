@@ -108,9 +108,9 @@ typedef enum {
 vt_hook_mode_e vt_hook_test_mode(void);
 
 /** Run @a fn(@a arg) off a fiber, on a fiber with the switch off, then on
- *  one with it on, in that order (same answers expected each time). */
-void vt_hook_test_three_ways(vt_test_rt_t *t, void (*fn)(void *),
-                             void *arg);
+ *  one with it on, in that order (same answers expected each time); the
+ *  fibers on a one-carrier runtime of its own. */
+void vt_hook_test_three_ways(void (*fn)(void *), void *arg);
 
 /* ------------------------------------------------------------------ */
 
