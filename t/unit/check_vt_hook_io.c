@@ -19,19 +19,6 @@
 #include <string.h>
 #include <sys/sendfile.h>
 
-static void pair(int sv[2])
-{
-    VT_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-}
-
-static int closed_fd(void)
-{
-    int fd = dup(0);
-    VT_CHECK(fd >= 0);
-    close(fd);
-    return fd;
-}
-
 static void set_nonblock(int fd, int on)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -70,7 +57,7 @@ static void body_read_answers(void *arg)
     answer_t h, r;
 
     (void)arg;
-    pair(sv);
+    vt_hook_test_pair(sv);
     fl0 = fcntl(sv[0], F_GETFL);
     /* Partial read: 5 bytes there, 100 asked. */
     VT_CHECK(write(sv[1], "hello", 5) == 5);
@@ -90,8 +77,8 @@ static void body_read_answers(void *arg)
     set_nonblock(sv[0], 0);
     VT_CHECK(fcntl(sv[0], F_GETFL) == fl0);
     /* A closed fd: EBADF. */
-    h = ANSWER(vt_tgt.read(closed_fd(), buf, sizeof(buf)));
-    r = ANSWER(read(closed_fd(), buf, sizeof(buf)));
+    h = ANSWER(vt_tgt.read(vt_hook_test_closed_fd(), buf, sizeof(buf)));
+    r = ANSWER(read(vt_hook_test_closed_fd(), buf, sizeof(buf)));
     VT_CHECK(h.rv == -1 && h.err == EBADF);
     VT_CHECK(same(h, r));
     /* End of stream on a blocking socket: 0 at once. */
@@ -144,7 +131,7 @@ static void body_write_answers(void *arg)
     answer_t h, r;
 
     (void)arg;
-    pair(sv);
+    vt_hook_test_pair(sv);
     h = ANSWER(vt_tgt.write(sv[0], "hello", 5));
     VT_CHECK(h.rv == 5);
     h = ANSWER(vt_tgt.writev(sv[0], iov, 3));
@@ -178,11 +165,11 @@ static void body_write_answers(void *arg)
     VT_CHECK(same(h, r));
     close(sv[0]);
     /* A closed fd: EBADF; a bad iovec count: EINVAL. */
-    h = ANSWER(vt_tgt.write(closed_fd(), "x", 1));
-    r = ANSWER(write(closed_fd(), "x", 1));
+    h = ANSWER(vt_tgt.write(vt_hook_test_closed_fd(), "x", 1));
+    r = ANSWER(write(vt_hook_test_closed_fd(), "x", 1));
     VT_CHECK(h.rv == -1 && h.err == EBADF);
     VT_CHECK(same(h, r));
-    h = ANSWER(vt_tgt.writev(closed_fd(), iov, 3));
+    h = ANSWER(vt_tgt.writev(vt_hook_test_closed_fd(), iov, 3));
     VT_CHECK(h.rv == -1 && h.err == EBADF);
     devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     VT_CHECK(devnull >= 0);
@@ -467,8 +454,8 @@ START_TEST(test_sendfile_blocking_parks)
     wpark_run(&o, (size_t)VT_N(2, 1) << 20, 0, body_sendfile_blocking,
               "sendfile");
     /* A bad input fd: the real answer (off a fiber here). */
-    h = ANSWER(vt_tgt.sendfile(o.sv[0], closed_fd(), &off, 10));
-    r = ANSWER(sendfile(o.sv[0], closed_fd(), &off, 10));
+    h = ANSWER(vt_tgt.sendfile(o.sv[0], vt_hook_test_closed_fd(), &off, 10));
+    r = ANSWER(sendfile(o.sv[0], vt_hook_test_closed_fd(), &off, 10));
     ck_assert(same(h, r));
     wpark_done(&o);
 }
@@ -539,7 +526,7 @@ static void body_connect_answers(void *arg)
     VT_CHECK(h.rv == -1 && h.err == ECONNREFUSED);
     VT_CHECK(same(h, r));
     /* A closed fd: EBADF; a bad address length: EINVAL. */
-    h = ANSWER(vt_tgt.connect(closed_fd(), (struct sockaddr *)&a->open_sa,
+    h = ANSWER(vt_tgt.connect(vt_hook_test_closed_fd(), (struct sockaddr *)&a->open_sa,
                               sizeof(a->open_sa)));
     VT_CHECK(h.rv == -1 && h.err == EBADF);
     c = tcp_socket();
@@ -700,7 +687,7 @@ static void body_accept_answers(void *arg)
     r = ANSWER(accept4(l, NULL, NULL, 0x40000000));
     VT_CHECK(same(h, r));
     close(l);
-    h = ANSWER(vt_tgt.accept4(closed_fd(), NULL, NULL, 0));
+    h = ANSWER(vt_tgt.accept4(vt_hook_test_closed_fd(), NULL, NULL, 0));
     VT_CHECK(h.rv == -1 && h.err == EBADF);
     l = tcp_socket();
     h = ANSWER(vt_tgt.accept(l, NULL, NULL));
@@ -722,7 +709,7 @@ static void body_counted(void *arg)
     int sv[2];
     char c;
     (void)arg;
-    pair(sv);
+    vt_hook_test_pair(sv);
     VT_CHECK(vt_tgt.write(sv[1], "x", 1) == 1);
     VT_CHECK(vt_tgt.read(sv[0], &c, 1) == 1);
     close(sv[0]);

@@ -16,21 +16,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-/* A connected AF_UNIX stream pair (libc, not the hooks). */
-static void pair(int sv[2])
-{
-    VT_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-}
-
-/* An fd number that is not open now. */
-static int closed_fd(void)
-{
-    int fd = dup(0);
-    VT_CHECK(fd >= 0);
-    close(fd);
-    return fd;
-}
-
 /* ---- answers without waiting, three ways ----------------------------- */
 
 /* Ready, not ready, invalid: the hook's answer is libc's. */
@@ -41,8 +26,8 @@ static void body_poll_answers(void *arg)
     int rv;
 
     (void)arg;
-    pair(sv);
-    bad = closed_fd();  /* after pair(), which could reuse its number */
+    vt_hook_test_pair(sv);
+    bad = vt_hook_test_closed_fd();  /* after vt_hook_test_pair(), which could reuse its number */
     VT_CHECK(write(sv[1], "x", 1) == 1);
     /* sv[0]: readable and writable; sv[1]: writable only; bad: POLLNVAL */
     p[0] = (struct pollfd){ .fd = sv[0], .events = POLLIN | POLLOUT };
@@ -91,8 +76,8 @@ static void body_select_answers(void *arg)
     struct timeval tv = { 1, 0 }, tv2 = { 1, 0 };
 
     (void)arg;
-    pair(sv);
-    bad = closed_fd();  /* after pair(), which could reuse its number */
+    vt_hook_test_pair(sv);
+    bad = vt_hook_test_closed_fd();  /* after vt_hook_test_pair(), which could reuse its number */
     VT_CHECK(write(sv[1], "x", 1) == 1);
     FD_ZERO(&rd);
     FD_ZERO(&wr);
@@ -149,7 +134,7 @@ static void body_epoll_answers(void *arg)
     struct epoll_event ev = { .events = EPOLLIN }, out[4];
 
     (void)arg;
-    pair(sv);
+    vt_hook_test_pair(sv);
     VT_CHECK(ep >= 0);
     ev.data.fd = sv[0];
     VT_CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) == 0);
@@ -169,7 +154,7 @@ static void body_epoll_answers(void *arg)
     err = errno;
     VT_CHECK(rv == -1 && err == EINVAL);
     errno = 0;
-    rv = vt_tgt.epoll_wait(closed_fd(), out, 4, 1000);
+    rv = vt_tgt.epoll_wait(vt_hook_test_closed_fd(), out, 4, 1000);
     err = errno;
     VT_CHECK(rv == -1 && err == EBADF);
     close(ep);
@@ -204,7 +189,7 @@ static void body_timeout(void *arg)
     int sv[2], ep = -1;
     apr_int64_t t0;
 
-    pair(sv);
+    vt_hook_test_pair(sv);
     t0 = vt_hook_test_now_ns();
     errno = EDOM;
     if (o->which == WAIT_POLL) {

@@ -157,6 +157,19 @@ vt_hook_call_stats_t vt_hook_test_stats(vt_hook_call_e call)
     return all[call];
 }
 
+void vt_hook_test_pair(int sv[2])
+{
+    VT_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+}
+
+int vt_hook_test_closed_fd(void)
+{
+    int fd = dup(0);
+    VT_CHECK(fd >= 0);
+    close(fd);
+    return fd;
+}
+
 apr_int64_t vt_hook_test_now_ns(void)
 {
     struct timespec ts;

@@ -117,6 +117,12 @@ void vt_hook_test_three_ways(void (*fn)(void *), void *arg);
 /** The counters of @a call now (vt_hook_stats). */
 vt_hook_call_stats_t vt_hook_test_stats(vt_hook_call_e call);
 
+/** A connected AF_UNIX stream pair (libc, not the hooks; VT_CHECKed). */
+void vt_hook_test_pair(int sv[2]);
+
+/** An fd number that is not open now. */
+int vt_hook_test_closed_fd(void);
+
 /** Nanoseconds on CLOCK_MONOTONIC. */
 apr_int64_t vt_hook_test_now_ns(void);
 
