@@ -481,13 +481,8 @@ def write_reports(args, results, parks, pparks, meta, targets):
     md.append("| endpoint | c | server | req/s | p50 | p99 | max | errors | RSS MB (idle -> peak) | CPU % |")
     md.append("|---|---:|---|---:|---:|---:|---:|---|---:|---:|")
     for r in base:
-        errs = "%d/%d/%d/%d + %d" % (r["err_connect"], r["err_read"], r["err_write"],
-                                     r["err_timeout"], r["non2xx"])
-        md.append("| %s | %d | %s | %.0f | %s | %s | %s | %s | %.1f -> %.1f | %.0f |"
-                  % (r["endpoint"], r["conns"], label(r["server"]), r["rps"],
-                     fmt_ms(r["p50_ms"] * 1000), fmt_ms(r["p99_ms"] * 1000),
-                     fmt_ms(r["max_ms"] * 1000), errs, r["rss_idle_mb"], r["rss_peak_mb"],
-                     r["cpu_pct"]))
+        md.append("| %s | %d | %s | %s |"
+                  % (r["endpoint"], r["conns"], label(r["server"]), wrk_cells(r)))
     md.append("")
     md.append("N concurrent requests that each wait 1 s (`/sleep?ms=1000`, one "
               "connection each, all opened at once, bench/lib/parkclient.c): wall "
@@ -520,6 +515,16 @@ def write_reports(args, results, parks, pparks, meta, targets):
     return "\n".join(md)
 
 
+def wrk_cells(r):
+    """A wrk run's cells of a results table, from req/s to CPU %."""
+    errs = "%d/%d/%d/%d + %d" % (r["err_connect"], r["err_read"], r["err_write"],
+                                 r["err_timeout"], r["non2xx"])
+    return "%.0f | %s | %s | %s | %s | %.1f -> %.1f | %.0f" % (
+        r["rps"], fmt_ms(r["p50_ms"] * 1000), fmt_ms(r["p99_ms"] * 1000),
+        fmt_ms(r["max_ms"] * 1000), errs, r["rss_idle_mb"], r["rss_peak_mb"],
+        r["cpu_pct"])
+
+
 def proxy_report(prox, pparks):
     """The proxy endpoint's tables (markdown lines): wrk runs, ratios,
     parked proxied requests."""
@@ -535,13 +540,8 @@ def proxy_report(prox, pparks):
         md.append("| c | server | req/s | p50 | p99 | max | errors | RSS MB (idle -> peak) | CPU % |")
         md.append("|---:|---|---:|---:|---:|---:|---|---:|---:|")
         for r in prox:
-            errs = "%d/%d/%d/%d + %d" % (r["err_connect"], r["err_read"], r["err_write"],
-                                         r["err_timeout"], r["non2xx"])
-            md.append("| %d | %s | %.0f | %s | %s | %s | %s | %.1f -> %.1f | %.0f |"
-                      % (r["conns"], label(r["server"], "proxy"), r["rps"],
-                         fmt_ms(r["p50_ms"] * 1000), fmt_ms(r["p99_ms"] * 1000),
-                         fmt_ms(r["max_ms"] * 1000), errs, r["rss_idle_mb"],
-                         r["rss_peak_mb"], r["cpu_pct"]))
+            md.append("| %d | %s | %s |"
+                      % (r["conns"], label(r["server"], "proxy"), wrk_cells(r)))
         md.append("")
         by = {(r["conns"], r["server"]): r for r in prox}
         rows = []
